@@ -1,0 +1,1 @@
+//! mlops-dataq: see the crate description in Cargo.toml.

@@ -1,0 +1,1 @@
+//! mlops-hooks: see the crate description in Cargo.toml.

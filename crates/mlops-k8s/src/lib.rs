@@ -1,0 +1,1 @@
+//! mlops-k8s: see the crate description in Cargo.toml.

@@ -1,0 +1,1 @@
+//! mlops-metrics: see the crate description in Cargo.toml.
