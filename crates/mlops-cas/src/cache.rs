@@ -1,0 +1,301 @@
+//! The local object cache: `<root>/blake3/<2 hex>/<62 hex>`, every object read-only and verified
+//! against its hash when it enters.
+//!
+//! **Architecture Invariant:** an object file at its final path always has the content its name
+//! says. Objects arrive by an atomic operation (link, or rename of a verified temporary file), and
+//! an object whose stamp differs from the one recorded when it was verified is re-hashed before
+//! use ([`Cache::verify`]).
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{self, LinkKind};
+use crate::hash::{Hash, hash_file_sized};
+use crate::statcache::{Stamp, StatCache};
+
+/// Where temporary files being written into the cache live (cleaned by `gc`).
+pub(crate) const TMP_DIR: &str = "tmp";
+
+/// The local object cache.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+/// How an object came to be in the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingest {
+    /// It was already there.
+    Present,
+    /// It was added by this kind of link or copy.
+    Added(LinkKind),
+}
+
+impl Cache {
+    /// A cache rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The cache's root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The path an object with this hash has in the cache.
+    pub fn object_path(&self, hash: &Hash) -> PathBuf {
+        let h = hash.to_hex();
+        self.root.join("blake3").join(&h[..2]).join(&h[2..])
+    }
+
+    /// Whether an object with this hash is present (not verified).
+    pub fn contains(&self, hash: &Hash) -> bool {
+        self.object_path(hash).is_file()
+    }
+
+    /// A folder for temporary files on the cache's file system.
+    pub(crate) fn tmp_dir(&self) -> Result<PathBuf> {
+        let d = self.root.join(TMP_DIR);
+        std::fs::create_dir_all(&d).at(&d)?;
+        Ok(d)
+    }
+
+    /// Puts the workspace file `src`, already hashed as `hash` with stamp `stamp`, into the cache.
+    /// Linking is tried in `order`; a hard-linked source becomes read-only too (it is the
+    /// object). Fails if `src` changed since it was hashed.
+    ///
+    /// # Errors
+    /// I/O errors; [`Error::Invalid`] when the file changed while being added.
+    pub fn ingest(
+        &self,
+        src: &Path,
+        hash: &Hash,
+        stamp: &Stamp,
+        order: &[LinkKind],
+    ) -> Result<Ingest> {
+        let dest = self.object_path(hash);
+        if dest.is_file() {
+            return Ok(Ingest::Present);
+        }
+        let dir = fsutil::parent_of(&dest);
+        std::fs::create_dir_all(dir).at(dir)?;
+        // Hard links are atomic and land at the final name directly; other kinds go through a
+        // temporary name so a crash never leaves a partial object.
+        let kind = if order.first() == Some(&LinkKind::Hardlink)
+            || !order.contains(&LinkKind::Reflink) && order.contains(&LinkKind::Hardlink)
+        {
+            match fsutil::link_or_copy(src, &dest, &[LinkKind::Hardlink]) {
+                Ok(k) => k,
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                {
+                    return Ok(Ingest::Present);
+                }
+                Err(_) => self.ingest_via_temp(src, &dest, hash, order)?,
+            }
+        } else {
+            self.ingest_via_temp(src, &dest, hash, order)?
+        };
+        // The file must not have changed between hashing and linking.
+        let now = Stamp::of(&std::fs::metadata(&dest).at(&dest)?);
+        if now.size != stamp.size || now.mtime_ns != stamp.mtime_ns {
+            let _ = std::fs::remove_file(&dest);
+            return Err(Error::Invalid(format!(
+                "{} changed while it was being added; add it again",
+                src.display()
+            )));
+        }
+        fsutil::set_readonly(&dest)?;
+        Ok(Ingest::Added(kind))
+    }
+
+    fn ingest_via_temp(
+        &self,
+        src: &Path,
+        dest: &Path,
+        hash: &Hash,
+        order: &[LinkKind],
+    ) -> Result<LinkKind> {
+        let tmp = fsutil::temp_sibling(dest);
+        let kind = fsutil::link_or_copy(src, &tmp, order)?;
+        if kind == LinkKind::Copy {
+            // A copy is new bytes: verify them before they become the object.
+            let (actual, _) = hash_file_sized(&tmp)?;
+            if actual != *hash {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Error::Invalid(format!(
+                    "{} changed while it was being added; add it again",
+                    src.display()
+                )));
+            }
+        }
+        if let Err(e) = std::fs::rename(&tmp, dest) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io(dest, e));
+        }
+        Ok(kind)
+    }
+
+    /// Stores `bytes` (for example a manifest) as an object and returns its hash.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn insert_bytes(&self, bytes: &[u8]) -> Result<Hash> {
+        let hash = crate::hash::hash_bytes(bytes);
+        let dest = self.object_path(&hash);
+        if !dest.is_file() {
+            fsutil::write_atomic(&dest, bytes)?;
+            fsutil::set_readonly(&dest)?;
+        }
+        Ok(hash)
+    }
+
+    /// Moves a downloaded temporary file into the cache after checking it hashes to `expected`.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] (and the temporary file is removed) when the content does not match.
+    pub fn insert_verified_temp(
+        &self,
+        tmp: &Path,
+        expected: &Hash,
+        actual: &Hash,
+        origin: &str,
+    ) -> Result<()> {
+        if actual != expected {
+            let _ = std::fs::remove_file(tmp);
+            return Err(Error::Corrupt {
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+                location: origin.to_owned(),
+            });
+        }
+        let dest = self.object_path(expected);
+        let dir = fsutil::parent_of(&dest);
+        std::fs::create_dir_all(dir).at(dir)?;
+        fsutil::set_readonly(tmp)?;
+        std::fs::rename(tmp, &dest).at(&dest)?;
+        Ok(())
+    }
+
+    /// Reads an object whole (for manifests), verifying it.
+    ///
+    /// # Errors
+    /// [`Error::MissingObject`] when absent, [`Error::Corrupt`] when its content does not match.
+    pub fn read_verified(&self, hash: &Hash, for_path: &Path) -> Result<Vec<u8>> {
+        let p = self.object_path(hash);
+        let bytes = match std::fs::read(&p) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::MissingObject {
+                    hash: hash.to_string(),
+                    path: for_path.to_owned(),
+                });
+            }
+            Err(e) => return Err(Error::io(&p, e)),
+        };
+        let actual = crate::hash::hash_bytes(&bytes);
+        if actual != *hash {
+            return Err(Error::Corrupt {
+                expected: hash.to_string(),
+                actual: actual.to_string(),
+                location: p.display().to_string(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Checks that the object is present and uncorrupted. Uses `stats` to skip re-hashing an
+    /// object whose stamp matches the one recorded when it was last verified.
+    ///
+    /// # Errors
+    /// [`Error::MissingObject`] or [`Error::Corrupt`]; I/O errors.
+    pub fn verify(&self, hash: &Hash, stats: &StatCache, for_path: &Path) -> Result<()> {
+        let p = self.object_path(hash);
+        let meta = match std::fs::metadata(&p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::MissingObject {
+                    hash: hash.to_string(),
+                    path: for_path.to_owned(),
+                });
+            }
+            Err(e) => return Err(Error::io(&p, e)),
+        };
+        let stamp = Stamp::of(&meta);
+        if stats.get(&p, &stamp) == Some(*hash) {
+            return Ok(());
+        }
+        let (actual, _) = hash_file_sized(&p)?;
+        if actual != *hash {
+            return Err(Error::Corrupt {
+                expected: hash.to_string(),
+                actual: actual.to_string(),
+                location: p.display().to_string(),
+            });
+        }
+        stats.record(p, stamp, actual);
+        Ok(())
+    }
+
+    /// Every object hash in the cache (files whose names are not valid hashes are skipped).
+    ///
+    /// # Errors
+    /// I/O errors reading the cache folders.
+    pub fn list(&self) -> Result<Vec<Hash>> {
+        let base = self.root.join("blake3");
+        let mut out = Vec::new();
+        let Ok(shards) = std::fs::read_dir(&base) else {
+            return Ok(out);
+        };
+        for shard in shards {
+            let shard = shard.at(&base)?;
+            let prefix = shard.file_name().to_string_lossy().into_owned();
+            if prefix.len() != 2 {
+                continue;
+            }
+            let Ok(files) = std::fs::read_dir(shard.path()) else {
+                continue;
+            };
+            for f in files {
+                let f = f.at(&shard.path())?;
+                let name = f.file_name().to_string_lossy().into_owned();
+                if let Ok(h) = format!("blake3:{prefix}{name}").parse::<Hash>() {
+                    out.push(h);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes an object (for `gc`).
+    ///
+    /// # Errors
+    /// I/O errors other than "not found".
+    pub fn remove(&self, hash: &Hash) -> Result<()> {
+        let p = self.object_path(hash);
+        match std::fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(&p, e)),
+        }
+    }
+
+    /// Removes leftovers of interrupted writes: temporary files in the shard folders and `tmp/`.
+    /// Returns how many were removed.
+    pub fn remove_temporaries(&self) -> usize {
+        let mut removed = 0;
+        for entry in walkdir::WalkDir::new(&self.root)
+            .min_depth(1)
+            .into_iter()
+            .filter_map(std::result::Result::ok)
+        {
+            if entry.file_type().is_file()
+                && entry.file_name().to_string_lossy().contains(".tmp-")
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
+    }
+}

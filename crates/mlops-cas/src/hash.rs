@@ -1,0 +1,228 @@
+//! BLAKE3 content hashes: [`Hash`], and hashing of bytes, readers and files. Large files are
+//! memory-mapped and hashed on all cores; small files are read whole.
+
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+use std::str::FromStr;
+
+use crate::error::{Error, IoContext, Result};
+
+/// Files at least this large are memory-mapped and hashed with rayon.
+const MMAP_THRESHOLD: u64 = 4 << 20;
+
+/// A BLAKE3 hash, written `blake3:<64 lowercase hex>`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Hash([u8; 32]);
+
+impl Hash {
+    /// The textual prefix of every hash.
+    pub const PREFIX: &'static str = "blake3:";
+
+    /// The hash with these 32 bytes.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The 64 hex digits, without the `blake3:` prefix.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The first 8 hex digits, for people.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+
+    /// The object key `blake3/<2 hex>/<62 hex>` used in the cache and in every remote.
+    pub fn object_key(&self) -> String {
+        let h = self.to_hex();
+        format!("blake3/{}/{}", &h[..2], &h[2..])
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", Self::PREFIX, self.to_hex())
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Hash {
+    type Err = Error;
+
+    /// Parses `blake3:<64 hex>`; fails with a message saying what form is expected.
+    fn from_str(s: &str) -> Result<Self> {
+        let hexpart = s.strip_prefix(Self::PREFIX).ok_or_else(|| {
+            Error::Invalid(format!(
+                "hash `{s}` must start with `blake3:` followed by 64 hex digits"
+            ))
+        })?;
+        if hexpart.len() != 64
+            || !hexpart
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(Error::Invalid(format!(
+                "hash `{s}` must be `blake3:` followed by 64 lowercase hex digits"
+            )));
+        }
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(hexpart, &mut bytes)
+            .map_err(|e| Error::Invalid(format!("hash `{s}`: {e}")))?;
+        Ok(Self(bytes))
+    }
+}
+
+impl serde::Serialize for Hash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Hash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The hash of `bytes`.
+pub fn hash_bytes(bytes: &[u8]) -> Hash {
+    Hash(*blake3::hash(bytes).as_bytes())
+}
+
+/// The hash of everything `reader` yields.
+///
+/// # Errors
+/// Fails when reading fails; `path` names the source in the error.
+pub fn hash_reader(mut reader: impl Read, path: &Path) -> Result<(Hash, u64)> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((Hash(*hasher.finalize().as_bytes()), total))
+}
+
+/// The hash and size of the file at `path`: memory-mapped and hashed on all cores when large.
+///
+/// # Errors
+/// Fails when the file cannot be opened or read.
+pub fn hash_file(path: &Path) -> Result<Hash> {
+    hash_file_sized(path).map(|(h, _)| h)
+}
+
+/// Like [`hash_file`], also returning the number of bytes hashed.
+///
+/// # Errors
+/// Fails when the file cannot be opened or read.
+pub fn hash_file_sized(path: &Path) -> Result<(Hash, u64)> {
+    let mut file = std::fs::File::open(path).at(path)?;
+    let len = file.metadata().at(path)?.len();
+    if len >= MMAP_THRESHOLD {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_mmap_rayon(path).at(path)?;
+        return Ok((Hash(*hasher.finalize().as_bytes()), len));
+    }
+    // Small files: one read into a buffer sized from the metadata.
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0) + 1);
+    file.read_to_end(&mut buf).at(path)?;
+    Ok((hash_bytes(&buf), buf.len() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn known_vector() {
+        // BLAKE3 of the empty input, from the reference test vectors.
+        assert_eq!(
+            hash_bytes(b"").to_string(),
+            "blake3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+        );
+    }
+
+    #[test]
+    fn object_key_splits_two_hex() {
+        let h = hash_bytes(b"");
+        assert_eq!(
+            h.object_key(),
+            "blake3/af/1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_hashes() {
+        for bad in [
+            "",
+            "blake3:",
+            "sha256:00",
+            "blake3:XYZ",
+            &format!("blake3:{}", "A".repeat(64)),
+            &format!("blake3:{}", "0".repeat(63)),
+        ] {
+            let err = bad.parse::<Hash>().unwrap_err().to_string();
+            assert!(err.contains("blake3:"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn large_and_small_files_hash_like_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0usize, 1, 1000, (MMAP_THRESHOLD as usize) + 17] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let p = dir.path().join(format!("f{len}"));
+            std::fs::write(&p, &data).unwrap();
+            assert_eq!(
+                hash_file_sized(&p).unwrap(),
+                (hash_bytes(&data), len as u64)
+            );
+            assert_eq!(
+                hash_reader(&data[..], &p).unwrap(),
+                (hash_bytes(&data), len as u64)
+            );
+        }
+    }
+
+    #[test]
+    fn missing_file_names_path() {
+        let err = hash_file(Path::new("/nonexistent/x.csv"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/nonexistent/x.csv: "), "{err}");
+    }
+
+    proptest! {
+        #[test]
+        fn display_parse_roundtrip(bytes in any::<[u8; 32]>()) {
+            let h = Hash::from_bytes(bytes);
+            prop_assert_eq!(h.to_string().parse::<Hash>().unwrap(), h);
+        }
+
+        #[test]
+        fn parse_never_panics(s in ".{0,80}") {
+            let _ = s.parse::<Hash>();
+        }
+    }
+}

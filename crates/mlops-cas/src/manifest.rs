@@ -1,0 +1,271 @@
+//! Directory manifests: the sorted list of a directory's files (relative path, hash, size,
+//! executable bit), stored and addressed like any object.
+//!
+//! **Architecture Invariant:** a manifest from a remote is untrusted. [`Manifest::from_bytes`]
+//! rejects absolute paths, `..`, empty or `.` components, backslashes, NUL bytes, unsorted and
+//! duplicate entries, so no checkout can write outside its directory. Manifests hold no links.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::hash::{Hash, hash_bytes};
+
+/// One file in a directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestEntry {
+    /// Path relative to the directory, `/`-separated.
+    pub path: String,
+    /// The file's hash.
+    pub hash: Hash,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// Whether the file is executable.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exec: bool,
+}
+
+/// A directory's content: entries sorted by path, no duplicates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Format version, 1.
+    pub version: u32,
+    /// The files, sorted by `path` (byte order).
+    pub entries: Vec<ManifestEntry>,
+}
+
+impl Manifest {
+    /// A manifest of `entries`, sorted; fails on duplicates or unsafe paths.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the offending path.
+    pub fn new(mut entries: Vec<ManifestEntry>) -> Result<Self> {
+        entries.sort_unstable_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+        let m = Self {
+            version: 1,
+            entries,
+        };
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// The canonical bytes of this manifest (what its hash is of).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serialising plain structs of strings and integers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The hash of [`to_bytes`](Self::to_bytes).
+    pub fn hash(&self) -> Hash {
+        hash_bytes(&self.to_bytes())
+    }
+
+    /// Sum of the entries' sizes.
+    pub fn total_size(&self) -> u64 {
+        self.entries.iter().map(|e| e.size).sum()
+    }
+
+    /// Parses and validates untrusted manifest bytes.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for malformed JSON, unsafe paths, duplicates or unsorted entries.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let m: Self = serde_json::from_slice(bytes)
+            .map_err(|e| Error::Invalid(format!("malformed directory manifest: {e}")))?;
+        if m.version != 1 {
+            return Err(Error::Invalid(format!(
+                "unsupported manifest version {}",
+                m.version
+            )));
+        }
+        m.validate()?;
+        Ok(m)
+    }
+
+    fn validate(&self) -> Result<()> {
+        for e in &self.entries {
+            check_entry_path(&e.path)?;
+        }
+        for pair in self.entries.windows(2) {
+            match pair[0].path.as_bytes().cmp(pair[1].path.as_bytes()) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => {
+                    return Err(Error::Invalid(format!(
+                        "manifest has a duplicate entry `{}`",
+                        pair[0].path
+                    )));
+                }
+                std::cmp::Ordering::Greater => {
+                    return Err(Error::Invalid(format!(
+                        "manifest entries are not sorted (`{}` before `{}`)",
+                        pair[0].path, pair[1].path
+                    )));
+                }
+            }
+        }
+        // A file and a folder of the same name (`a` and `a/b`) cannot both exist.
+        for pair in self.entries.windows(2) {
+            if let Some(rest) = pair[1].path.strip_prefix(&pair[0].path) {
+                if rest.starts_with('/') {
+                    return Err(Error::Invalid(format!(
+                        "manifest entry `{}` is both a file and a folder",
+                        pair[0].path
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry's path under `base`.
+    pub fn join(base: &Path, entry: &ManifestEntry) -> PathBuf {
+        let mut p = base.to_path_buf();
+        p.extend(entry.path.split('/'));
+        p
+    }
+}
+
+fn check_entry_path(path: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::Invalid(format!(
+            "manifest entry `{path}` rejected: {why}"
+        )))
+    };
+    if path.is_empty() {
+        return bad("empty path");
+    }
+    if path.starts_with('/') {
+        return bad("absolute path");
+    }
+    if path.contains('\\') || path.contains('\0') {
+        return bad("backslash or NUL in path");
+    }
+    if path.len() >= 2 && path.as_bytes()[1] == b':' {
+        return bad("drive-letter path");
+    }
+    for part in path.split('/') {
+        match part {
+            "" => return bad("empty path component"),
+            "." => return bad("`.` component"),
+            ".." => return bad("`..` leaves the directory"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry(path: &str) -> ManifestEntry {
+        ManifestEntry {
+            path: path.into(),
+            hash: hash_bytes(path.as_bytes()),
+            size: 3,
+            exec: false,
+        }
+    }
+
+    #[test]
+    fn sorted_canonical_and_stable() {
+        let a = Manifest::new(vec![entry("b"), entry("a/x"), entry("a-b")]).unwrap();
+        let b = Manifest::new(vec![entry("a-b"), entry("b"), entry("a/x")]).unwrap();
+        assert_eq!(a.hash(), b.hash());
+        let paths: Vec<_> = a.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["a-b", "a/x", "b"]);
+        assert_eq!(Manifest::from_bytes(&a.to_bytes()).unwrap(), a);
+        assert_eq!(a.total_size(), 9);
+    }
+
+    #[test]
+    fn untrusted_paths_are_rejected() {
+        for (bad, why) in [
+            ("../etc/passwd", "`..`"),
+            ("a/../../b", "`..`"),
+            ("/etc/passwd", "absolute"),
+            ("a//b", "empty path component"),
+            ("./a", "`.` component"),
+            ("a\\..\\b", "backslash"),
+            ("C:/x", "drive-letter"),
+        ] {
+            let raw = format!(
+                r#"{{"version":1,"entries":[{{"path":{},"hash":"{}","size":1}}]}}"#,
+                serde_json::to_string(bad).unwrap(),
+                hash_bytes(b"")
+            );
+            let err = Manifest::from_bytes(raw.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn duplicates_unsorted_and_file_folder_clashes_are_rejected() {
+        let h = hash_bytes(b"");
+        let raw = |a: &str, b: &str| {
+            format!(
+                r#"{{"version":1,"entries":[{{"path":"{a}","hash":"{h}","size":1}},{{"path":"{b}","hash":"{h}","size":1}}]}}"#
+            )
+        };
+        assert!(
+            Manifest::from_bytes(raw("a", "a").as_bytes())
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate entry `a`")
+        );
+        assert!(
+            Manifest::from_bytes(raw("b", "a").as_bytes())
+                .unwrap_err()
+                .to_string()
+                .contains("not sorted")
+        );
+        assert!(
+            Manifest::from_bytes(raw("a", "a/b").as_bytes())
+                .unwrap_err()
+                .to_string()
+                .contains("both a file and a folder")
+        );
+        assert!(Manifest::new(vec![entry("x"), entry("x")]).is_err());
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(
+            Manifest::from_bytes(b"{")
+                .unwrap_err()
+                .to_string()
+                .contains("malformed directory manifest")
+        );
+        assert!(
+            Manifest::from_bytes(br#"{"version":2,"entries":[]}"#)
+                .unwrap_err()
+                .to_string()
+                .contains("version 2")
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn from_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Manifest::from_bytes(&bytes);
+        }
+
+        #[test]
+        fn accepted_paths_stay_inside(paths in proptest::collection::vec("[a-z.]{1,4}(/[a-z.]{1,4}){0,3}", 1..8)) {
+            let entries: Vec<_> = paths.iter().map(|p| entry(p)).collect();
+            if let Ok(m) = Manifest::new(entries) {
+                for e in &m.entries {
+                    let joined = Manifest::join(Path::new("/base"), e);
+                    prop_assert!(joined.starts_with("/base"));
+                    prop_assert!(!e.path.split('/').any(|c| c == ".." || c == "."));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,992 @@
+//! [`Repo`]: a folder with `.mlops/`: tracking paths (`add`), comparing the workspace with its
+//! pointers (`status`), materialising payloads (`checkout`) and collecting garbage (`gc`).
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Component, Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::cache::{Cache, Ingest};
+use crate::config::{Config, write_initial};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{self, LinkKind, write_atomic};
+use crate::hash::{Hash, hash_file_sized};
+use crate::lock::RepoLock;
+use crate::manifest::{Manifest, ManifestEntry};
+use crate::object::Object;
+use crate::pointer::Pointer;
+use crate::statcache::{Stamp, StatCache};
+
+/// The folder of mlops state inside a repository.
+pub const STATE_DIR: &str = ".mlops";
+
+/// A repository: its root, configuration, cache and hash cache.
+#[derive(Debug)]
+pub struct Repo {
+    root: PathBuf,
+    config: Config,
+    cache: Cache,
+    stats: StatCache,
+}
+
+/// Options of [`Repo::init`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct InitOptions {
+    /// Allow a folder that is not inside a Git work tree.
+    pub no_git: bool,
+}
+
+impl InitOptions {
+    /// Default options: a Git work tree is required.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets whether a Git work tree is optional.
+    #[must_use]
+    pub fn no_git(mut self, yes: bool) -> Self {
+        self.no_git = yes;
+        self
+    }
+}
+
+/// A file or directory being tracked, as `add` found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Added {
+    /// The payload path, relative to the repository root.
+    pub path: PathBuf,
+    /// The pointer file written, relative to the repository root.
+    pub pointer: PathBuf,
+    /// What it hashed to.
+    pub object: Object,
+    /// How many objects were new to the cache.
+    pub new_objects: u64,
+}
+
+/// One way a tracked path is out of sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// The workspace content differs from the pointer.
+    Modified,
+    /// The payload is not in the workspace.
+    Missing,
+    /// Some of its objects are not in the local cache.
+    NotInCache,
+    /// Some of its objects are in the cache but corrupt (content does not match the hash).
+    Corrupt,
+    /// Some of its objects are not in the remote (only with `--remote`).
+    NotInRemote,
+}
+
+/// A tracked path that is out of sync, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathStatus {
+    /// The payload, relative to the repository root.
+    pub path: PathBuf,
+    /// Its pointer file, relative to the repository root.
+    pub pointer: PathBuf,
+    /// The ways it differs, sorted.
+    pub changes: Vec<Change>,
+}
+
+/// One payload checked out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckedOut {
+    /// The payload, relative to the repository root.
+    pub path: PathBuf,
+    /// Files written.
+    pub files: u64,
+}
+
+/// What `gc` found (and removed when asked).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Objects some pointer or lock file references.
+    pub kept: u64,
+    /// Unreferenced objects (removed unless a dry run).
+    pub unreferenced: u64,
+    /// Their total size.
+    pub unreferenced_bytes: u64,
+    /// Whether they were removed.
+    pub removed: bool,
+}
+
+/// A tracked path and everything needed to move or check its objects.
+#[derive(Debug, Clone)]
+pub(crate) struct Tracked {
+    pub(crate) payload: PathBuf,
+    pub(crate) pointer_file: PathBuf,
+    pub(crate) pointer: Pointer,
+}
+
+impl Repo {
+    /// Creates `.mlops/` (config, ignore rules) in `root` and opens it. Running it again is
+    /// harmless.
+    ///
+    /// # Errors
+    /// [`Error::BadPath`] when `root` is not inside a Git work tree and `no_git` is not set;
+    /// I/O errors.
+    pub fn init(root: &Path, options: &InitOptions) -> Result<Self> {
+        let root = root.canonicalize().at(root)?;
+        if !options.no_git && find_up(&root, ".git").is_none() {
+            return Err(Error::BadPath {
+                path: root,
+                reason:
+                    "not inside a Git work tree; run `git init` first, or use `mlops init --no-git`"
+                        .to_owned(),
+            });
+        }
+        let state = root.join(STATE_DIR);
+        std::fs::create_dir_all(&state).at(&state)?;
+        write_initial(&root)?;
+        let ignore = state.join(".gitignore");
+        if !ignore.exists() {
+            write_atomic(&ignore, b"# Per-machine state: never tracked.\n/cache/\n/state/\n/tmp/\n/logs/\n/runs/\n/lock\n/config.local.toml\n")?;
+        }
+        Self::open(&root)
+    }
+
+    /// Opens the repository whose root (the folder holding `.mlops/`) is `root`.
+    ///
+    /// # Errors
+    /// [`Error::NotARepo`]; configuration errors.
+    pub fn open(root: &Path) -> Result<Self> {
+        if !root.join(STATE_DIR).is_dir() {
+            return Err(Error::NotARepo {
+                start: root.to_owned(),
+            });
+        }
+        let root = root.canonicalize().at(root)?;
+        let config = Config::load(&root)?;
+        let cache = Cache::new(config.cache_dir.clone());
+        let stats = StatCache::load(&root.join(STATE_DIR).join("state").join("hashes"));
+        Ok(Self {
+            root,
+            config,
+            cache,
+            stats,
+        })
+    }
+
+    /// Opens the repository containing `start` (searching parents for `.mlops/`).
+    ///
+    /// # Errors
+    /// [`Error::NotARepo`]; configuration errors.
+    pub fn discover(start: &Path) -> Result<Self> {
+        let abs = std::path::absolute(start).at(start)?;
+        match find_up(&abs, STATE_DIR) {
+            Some(root) => Self::open(&root),
+            None => Err(Error::NotARepo { start: abs }),
+        }
+    }
+
+    /// The repository root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The merged configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The local object cache.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// The hash cache.
+    pub fn stats(&self) -> &StatCache {
+        &self.stats
+    }
+
+    /// Takes the repository lock for a mutating command.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] naming the process that holds it.
+    pub fn lock(&self) -> Result<RepoLock> {
+        RepoLock::acquire(&self.root.join(STATE_DIR).join("lock"))
+    }
+
+    /// Saves the hash cache (also done when the repository is dropped).
+    ///
+    /// # Errors
+    /// I/O errors writing `.mlops/state/hashes`.
+    pub fn flush(&self) -> Result<()> {
+        self.stats.save()
+    }
+
+    /// `path` made absolute against the root, and checked to be inside it and outside `.mlops/`.
+    ///
+    /// # Errors
+    /// [`Error::BadPath`] with the reason.
+    pub fn resolve(&self, path: &Path) -> Result<PathBuf> {
+        let joined = if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.root.join(path)
+        };
+        let normal = normalize(&joined);
+        // Resolve symlinks in the parent so `link/../x` and symlinked roots compare correctly.
+        let resolved = match (normal.parent(), normal.file_name()) {
+            (Some(parent), Some(name)) => match parent.canonicalize() {
+                Ok(p) => p.join(name),
+                Err(_) => normal.clone(),
+            },
+            _ => normal.clone(),
+        };
+        let Ok(rel) = resolved.strip_prefix(&self.root) else {
+            return Err(Error::BadPath {
+                path: path.to_owned(),
+                reason: format!("is outside the repository {}", self.root.display()),
+            });
+        };
+        let first = rel.components().next();
+        match first {
+            None => Err(Error::BadPath {
+                path: path.to_owned(),
+                reason: "is the repository root; name the files or folders to track".to_owned(),
+            }),
+            Some(Component::Normal(c)) if c == STATE_DIR => Err(Error::BadPath {
+                path: path.to_owned(),
+                reason: "is inside .mlops/, which mlops manages itself".to_owned(),
+            }),
+            Some(Component::Normal(c)) if c == ".git" => Err(Error::BadPath {
+                path: path.to_owned(),
+                reason: "is inside .git/".to_owned(),
+            }),
+            _ => Ok(resolved),
+        }
+    }
+
+    fn rel<'a>(&self, abs: &'a Path) -> &'a Path {
+        abs.strip_prefix(&self.root).unwrap_or(abs)
+    }
+
+    // ---------------------------------------------------------------- hashing
+
+    /// The hash of one workspace file, from the hash cache when its stamp is unchanged.
+    fn hash_file_cached(&self, abs: &Path, meta: &std::fs::Metadata) -> Result<(Hash, Stamp)> {
+        let stamp = Stamp::of(meta);
+        if let Some(h) = self.stats.get(abs, &stamp) {
+            return Ok((h, stamp));
+        }
+        let (h, _) = hash_file_sized(abs)?;
+        self.stats.record(abs.to_owned(), stamp, h);
+        Ok((h, stamp))
+    }
+
+    /// Lists the files of directory `abs`: (relative `/` path, absolute path, metadata).
+    fn scan_dir(&self, abs: &Path) -> Result<Vec<(String, PathBuf, std::fs::Metadata)>> {
+        let mut out = Vec::new();
+        for entry in walkdir::WalkDir::new(abs)
+            .follow_links(false)
+            .sort_by_file_name()
+        {
+            let entry = entry.map_err(|e| {
+                let p = e.path().unwrap_or(abs).to_owned();
+                Error::io(
+                    p,
+                    e.into_io_error()
+                        .unwrap_or_else(|| std::io::Error::other("file system loop")),
+                )
+            })?;
+            let ft = entry.file_type();
+            if ft.is_dir() {
+                continue;
+            }
+            let path = entry.path();
+            let meta = if ft.is_symlink() {
+                match std::fs::metadata(path) {
+                    Ok(m) if m.is_file() => m,
+                    Ok(_) => return Err(Error::BadPath { path: path.to_owned(), reason: "is a link to a folder; mlops tracks files, link targets are not followed into folders".to_owned() }),
+                    Err(e) => return Err(Error::io(path, e)),
+                }
+            } else if ft.is_file() {
+                entry.metadata().map_err(|e| {
+                    Error::io(
+                        path,
+                        e.into_io_error()
+                            .unwrap_or_else(|| std::io::Error::other("metadata")),
+                    )
+                })?
+            } else {
+                continue; // sockets, fifos, devices: not data
+            };
+            let rel = path.strip_prefix(abs).unwrap_or(path);
+            let Some(rel) = rel.to_str() else {
+                return Err(Error::BadPath {
+                    path: path.to_owned(),
+                    reason: "has a name that is not valid UTF-8".to_owned(),
+                });
+            };
+            out.push((
+                rel.replace(std::path::MAIN_SEPARATOR, "/"),
+                path.to_owned(),
+                meta,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Hashes a directory's files in parallel and builds its manifest.
+    fn hash_dir(&self, abs: &Path) -> Result<(Manifest, Vec<(PathBuf, Stamp)>)> {
+        let files = self.scan_dir(abs)?;
+        let hashed: Vec<(ManifestEntry, PathBuf, Stamp)> = files
+            .into_par_iter()
+            .map(|(rel, path, meta)| {
+                use std::os::unix::fs::PermissionsExt;
+                let (hash, stamp) = self.hash_file_cached(&path, &meta)?;
+                let exec = meta.permissions().mode() & 0o111 != 0;
+                Ok((
+                    ManifestEntry {
+                        path: rel,
+                        hash,
+                        size: meta.len(),
+                        exec,
+                    },
+                    path,
+                    stamp,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let mut entries = Vec::with_capacity(hashed.len());
+        let mut stamps = Vec::with_capacity(hashed.len());
+        for (e, p, s) in hashed {
+            entries.push(e);
+            stamps.push((p, s));
+        }
+        Ok((Manifest::new(entries)?, stamps))
+    }
+
+    /// The object a workspace file or directory hashes to now. Uses the hash cache, so an
+    /// unchanged file is only stat-ed. Stores nothing.
+    ///
+    /// # Errors
+    /// [`Error::BadPath`] when the path does not exist or is outside the repository; I/O errors.
+    pub fn hash_path(&self, path: &Path) -> Result<Object> {
+        let abs = self.resolve(path)?;
+        let meta = std::fs::metadata(&abs).map_err(|e| not_found_or_io(path, e))?;
+        if meta.is_dir() {
+            let (m, _) = self.hash_dir(&abs)?;
+            Ok(Object {
+                hash: m.hash(),
+                size: m.total_size(),
+                files: Some(m.entries.len() as u64),
+            })
+        } else {
+            let (hash, _) = self.hash_file_cached(&abs, &meta)?;
+            Ok(Object {
+                hash,
+                size: meta.len(),
+                files: None,
+            })
+        }
+    }
+
+    /// Hashes `path` and puts it into the cache (a directory: every file and the manifest),
+    /// linking per `cache.link`. Writes no pointer.
+    ///
+    /// # Errors
+    /// As [`Repo::hash_path`], plus cache I/O errors.
+    pub fn store_path(&self, path: &Path) -> Result<Object> {
+        self.store_abs(&self.resolve(path)?, path).map(|(o, _)| o)
+    }
+
+    fn store_abs(&self, abs: &Path, shown: &Path) -> Result<(Object, u64)> {
+        let meta = std::fs::metadata(abs).map_err(|e| not_found_or_io(shown, e))?;
+        let order = &self.config.link;
+        if meta.is_dir() {
+            let (manifest, stamps) = self.hash_dir(abs)?;
+            let new: u64 = manifest
+                .entries
+                .par_iter()
+                .zip(stamps.par_iter())
+                .map(|(e, (p, s))| self.ingest_one(p, &e.hash, s, order))
+                .try_reduce(|| 0, |a, b| Ok(a + b))?;
+            let bytes = manifest.to_bytes();
+            let had = self.cache.contains(&manifest.hash());
+            let hash = self.cache.insert_bytes(&bytes)?;
+            Ok((
+                Object {
+                    hash,
+                    size: manifest.total_size(),
+                    files: Some(manifest.entries.len() as u64),
+                },
+                new + u64::from(!had),
+            ))
+        } else {
+            let (hash, stamp) = self.hash_file_cached(abs, &meta)?;
+            let new = self.ingest_one(abs, &hash, &stamp, order)?;
+            Ok((
+                Object {
+                    hash,
+                    size: meta.len(),
+                    files: None,
+                },
+                new,
+            ))
+        }
+    }
+
+    fn ingest_one(
+        &self,
+        path: &Path,
+        hash: &Hash,
+        stamp: &Stamp,
+        order: &[LinkKind],
+    ) -> Result<u64> {
+        match self.cache.ingest(path, hash, stamp, order)? {
+            Ingest::Present => Ok(0),
+            Ingest::Added(_) => {
+                // The object is verified content: remember its stamp so later checks only stat it.
+                let obj = self.cache.object_path(hash);
+                if let Ok(m) = std::fs::metadata(&obj) {
+                    self.stats.record(obj, Stamp::of(&m), *hash);
+                }
+                Ok(1)
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- add
+
+    /// Tracks each path: hashes it, stores it in the cache, writes `<path>.mlops` and adds the
+    /// payload to the `.gitignore` beside it. All paths are checked before anything is written.
+    ///
+    /// # Errors
+    /// [`Error::BadPath`] for a missing path, one outside the repository or inside `.mlops/`, or
+    /// a pointer file; I/O errors.
+    pub fn add(&self, paths: &[PathBuf]) -> Result<Vec<Added>> {
+        let mut resolved = Vec::new();
+        for p in paths {
+            let abs = self.resolve(p)?;
+            std::fs::symlink_metadata(&abs).map_err(|e| not_found_or_io(p, e))?;
+            if Pointer::is_pointer_file(&abs) {
+                return Err(Error::BadPath {
+                    path: p.clone(),
+                    reason: "is a pointer file; add the payload it points to instead".to_owned(),
+                });
+            }
+            resolved.push((abs, p.clone()));
+        }
+        let mut out = Vec::new();
+        for (abs, shown) in resolved {
+            let (object, new_objects) = self.store_abs(&abs, &shown)?;
+            let name = abs.file_name().map(PathBuf::from).unwrap_or_default();
+            let pointer_file = Pointer::file_for(&abs);
+            Pointer::new(&name, &object).write(&pointer_file)?;
+            add_to_gitignore(
+                fsutil::parent_of(&abs),
+                &name.to_string_lossy(),
+                object.is_dir(),
+            )?;
+            tracing::info!(path = %shown.display(), hash = %object.hash, new_objects, "tracked");
+            out.push(Added {
+                path: self.rel(&abs).to_owned(),
+                pointer: self.rel(&pointer_file).to_owned(),
+                object,
+                new_objects,
+            });
+        }
+        self.flush()?;
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------- pointers
+
+    /// Every pointer file in the workspace (respecting `.gitignore`, skipping `.git/` and
+    /// `.mlops/`), parsed, sorted by path.
+    ///
+    /// # Errors
+    /// A malformed pointer file (file, line, column); I/O errors.
+    pub(crate) fn tracked(&self) -> Result<Vec<Tracked>> {
+        let mut files = Vec::new();
+        let walker = ignore::WalkBuilder::new(&self.root)
+            .hidden(false)
+            .require_git(false)
+            .git_global(false)
+            .filter_entry(|e| {
+                let n = e.file_name();
+                !(e.file_type().is_some_and(|t| t.is_dir()) && (n == ".git" || n == STATE_DIR))
+            })
+            .build();
+        for entry in walker {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::debug!(error = %e, "skipping unreadable entry");
+                    continue;
+                }
+            };
+            if entry.file_type().is_some_and(|t| t.is_file())
+                && Pointer::is_pointer_file(entry.path())
+            {
+                files.push(entry.into_path());
+            }
+        }
+        files.sort();
+        files
+            .into_iter()
+            .map(|pointer_file| {
+                let pointer = Pointer::read(&pointer_file)?;
+                let payload = fsutil::parent_of(&pointer_file).join(&pointer.path);
+                Ok(Tracked {
+                    payload,
+                    pointer_file,
+                    pointer,
+                })
+            })
+            .collect()
+    }
+
+    /// The tracked paths selected by `filter` (payload or pointer paths, or folders containing
+    /// them); all when `filter` is empty.
+    ///
+    /// # Errors
+    /// [`Error::BadPath`] for a filter path that matches nothing tracked.
+    pub(crate) fn select(&self, filter: &[PathBuf]) -> Result<Vec<Tracked>> {
+        let all = self.tracked()?;
+        if filter.is_empty() {
+            return Ok(all);
+        }
+        let mut chosen = Vec::new();
+        let mut seen = HashSet::new();
+        for f in filter {
+            let abs = self.resolve(f)?;
+            let mut matched = false;
+            for (i, t) in all.iter().enumerate() {
+                if t.payload.starts_with(&abs) || t.pointer_file == abs {
+                    matched = true;
+                    if seen.insert(i) {
+                        chosen.push(t.clone());
+                    }
+                }
+            }
+            if !matched {
+                return Err(Error::BadPath {
+                    path: f.clone(),
+                    reason: "is not tracked (no .mlops pointer for it or inside it)".to_owned(),
+                });
+            }
+        }
+        Ok(chosen)
+    }
+
+    /// The objects a tracked payload consists of: (hash, size) of the file, or of the manifest
+    /// and every entry. Needs the manifest in the cache for directories.
+    pub(crate) fn objects_of(&self, t: &Tracked) -> Result<Vec<(Hash, u64)>> {
+        if t.pointer.files.is_none() {
+            return Ok(vec![(t.pointer.hash, t.pointer.size)]);
+        }
+        let manifest = self.manifest(&t.pointer.hash, &t.payload)?;
+        let bytes = manifest.to_bytes().len() as u64;
+        let mut v = vec![(t.pointer.hash, bytes)];
+        v.extend(manifest.entries.iter().map(|e| (e.hash, e.size)));
+        Ok(v)
+    }
+
+    /// Reads and validates a directory manifest from the cache.
+    pub(crate) fn manifest(&self, hash: &Hash, for_path: &Path) -> Result<Manifest> {
+        let bytes = self.cache.read_verified(hash, for_path)?;
+        Manifest::from_bytes(&bytes)
+    }
+
+    // ---------------------------------------------------------------- status
+
+    /// Every tracked path that is out of sync with its pointer or the cache; empty when all is
+    /// in sync. Unchanged files are only stat-ed.
+    ///
+    /// # Errors
+    /// Malformed pointers; I/O errors.
+    pub fn status(&self) -> Result<Vec<PathStatus>> {
+        let tracked = self.tracked()?;
+        let out = tracked
+            .par_iter()
+            .map(|t| self.status_of(t))
+            .collect::<Result<Vec<_>>>()?;
+        self.flush()?;
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    fn status_of(&self, t: &Tracked) -> Result<Option<PathStatus>> {
+        let mut changes = BTreeSet::new();
+        match std::fs::metadata(&t.payload) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                changes.insert(Change::Missing);
+            }
+            Err(e) => return Err(Error::io(&t.payload, e)),
+            Ok(meta) => {
+                let now = if meta.is_dir() {
+                    self.hash_dir(&t.payload)?.0.hash()
+                } else {
+                    self.hash_file_cached(&t.payload, &meta)?.0
+                };
+                if now != t.pointer.hash {
+                    changes.insert(Change::Modified);
+                }
+            }
+        }
+        match self.objects_of(t) {
+            Ok(objects) => {
+                for (hash, _) in objects {
+                    match self.cache.verify(&hash, &self.stats, &t.payload) {
+                        Ok(()) => {}
+                        Err(Error::MissingObject { .. }) => {
+                            changes.insert(Change::NotInCache);
+                        }
+                        Err(Error::Corrupt { .. }) => {
+                            changes.insert(Change::Corrupt);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(Error::MissingObject { .. }) => {
+                changes.insert(Change::NotInCache);
+            }
+            Err(Error::Corrupt { .. } | Error::Invalid(_)) => {
+                changes.insert(Change::Corrupt);
+            }
+            Err(e) => return Err(e),
+        }
+        Ok((!changes.is_empty()).then(|| PathStatus {
+            path: self.rel(&t.payload).to_owned(),
+            pointer: self.rel(&t.pointer_file).to_owned(),
+            changes: changes.into_iter().collect(),
+        }))
+    }
+
+    // ---------------------------------------------------------------- checkout
+
+    /// Puts tracked payloads into the workspace from the cache (link order from the config).
+    /// Payloads already in sync are left alone. A workspace file whose current content is not
+    /// in the cache is not overwritten unless `force` (it would be lost).
+    ///
+    /// # Errors
+    /// [`Error::MissingObject`] / [`Error::Corrupt`] (nothing corrupt is ever checked out);
+    /// [`Error::BadPath`] for unsaved changes without `force`; I/O errors.
+    pub fn checkout(&self, filter: &[PathBuf], force: bool) -> Result<Vec<CheckedOut>> {
+        let chosen = self.select(filter)?;
+        let mut out = Vec::new();
+        for t in &chosen {
+            let files = self.checkout_one(t, force)?;
+            if files > 0 {
+                out.push(CheckedOut {
+                    path: self.rel(&t.payload).to_owned(),
+                    files,
+                });
+            }
+        }
+        self.flush()?;
+        Ok(out)
+    }
+
+    /// Materialises one object at `dest` from the cache, verified. Returns the files written.
+    ///
+    /// # Errors
+    /// As [`Repo::checkout`].
+    pub fn restore(&self, object: &Object, dest: &Path) -> Result<u64> {
+        let abs = self.resolve(dest)?;
+        let t = Tracked {
+            payload: abs.clone(),
+            pointer_file: Pointer::file_for(&abs),
+            pointer: Pointer::new(
+                abs.file_name().map(PathBuf::from).unwrap_or_default(),
+                object,
+            ),
+        };
+        let n = self.checkout_one(&t, true)?;
+        self.flush()?;
+        Ok(n)
+    }
+
+    /// Whether every object of `object` is present and intact in the cache.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn has_object(&self, object: &Object) -> Result<bool> {
+        let t = Tracked {
+            payload: self.root.clone(),
+            pointer_file: self.root.clone(),
+            pointer: Pointer::new("x", object),
+        };
+        let objects = match self.objects_of(&t) {
+            Ok(o) => o,
+            Err(Error::MissingObject { .. } | Error::Corrupt { .. } | Error::Invalid(_)) => {
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        for (hash, _) in objects {
+            match self.cache.verify(&hash, &self.stats, &self.root) {
+                Ok(()) => {}
+                Err(Error::MissingObject { .. } | Error::Corrupt { .. }) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    fn checkout_one(&self, t: &Tracked, force: bool) -> Result<u64> {
+        let order = &self.config.link;
+        if t.pointer.files.is_none() {
+            if let Ok(meta) = std::fs::metadata(&t.payload) {
+                if meta.is_file() && self.hash_file_cached(&t.payload, &meta)?.0 == t.pointer.hash {
+                    return Ok(0);
+                }
+                self.guard_unsaved(&t.payload, &meta, force)?;
+                if meta.is_dir() {
+                    std::fs::remove_dir_all(&t.payload).at(&t.payload)?;
+                }
+            }
+            self.cache
+                .verify(&t.pointer.hash, &self.stats, &t.payload)?;
+            let src = self.cache.object_path(&t.pointer.hash);
+            fsutil::replace_with(&src, &t.payload, order, false)?;
+            self.record_checked_out(&t.payload, &t.pointer.hash);
+            return Ok(1);
+        }
+        let manifest = self.manifest(&t.pointer.hash, &t.payload)?;
+        if let Ok(meta) = std::fs::metadata(&t.payload) {
+            if !meta.is_dir() {
+                self.guard_unsaved(&t.payload, &meta, force)?;
+                std::fs::remove_file(&t.payload).at(&t.payload)?;
+            }
+        }
+        // Verify every object before touching the workspace: nothing corrupt is checked out.
+        manifest.entries.par_iter().try_for_each(|e| {
+            self.cache
+                .verify(&e.hash, &self.stats, &Manifest::join(&t.payload, e))
+        })?;
+        let wanted: HashSet<&str> = manifest.entries.iter().map(|e| e.path.as_str()).collect();
+        // Files in the folder that the manifest does not list.
+        let extra: Vec<(String, PathBuf, std::fs::Metadata)> = if t.payload.is_dir() {
+            self.scan_dir(&t.payload)?
+                .into_iter()
+                .filter(|(rel, _, _)| !wanted.contains(rel.as_str()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for (_, p, m) in &extra {
+            self.guard_unsaved(p, m, force)?;
+        }
+        let written: u64 = manifest
+            .entries
+            .par_iter()
+            .map(|e| {
+                let dest = Manifest::join(&t.payload, e);
+                if let Ok(meta) = std::fs::metadata(&dest) {
+                    if meta.is_file() && self.hash_file_cached(&dest, &meta)?.0 == e.hash {
+                        return Ok(0);
+                    }
+                    self.guard_unsaved(&dest, &meta, force)?;
+                    if meta.is_dir() {
+                        std::fs::remove_dir_all(&dest).at(&dest)?;
+                    }
+                }
+                fsutil::replace_with(&self.cache.object_path(&e.hash), &dest, order, e.exec)?;
+                self.record_checked_out(&dest, &e.hash);
+                Ok(1)
+            })
+            .try_reduce(|| 0, |a, b| Ok(a + b))?;
+        for (_, p, _) in extra {
+            std::fs::remove_file(&p).at(&p)?;
+        }
+        Ok(written)
+    }
+
+    /// Refuses to overwrite a workspace file whose content exists nowhere else.
+    fn guard_unsaved(&self, path: &Path, meta: &std::fs::Metadata, force: bool) -> Result<()> {
+        if force {
+            return Ok(());
+        }
+        if meta.is_dir() {
+            return Err(Error::BadPath {
+                path: self.rel(path).to_owned(),
+                reason: "is a folder where a tracked file belongs; move it away or use --force"
+                    .to_owned(),
+            });
+        }
+        let (hash, _) = self.hash_file_cached(path, meta)?;
+        if self.cache.contains(&hash) {
+            return Ok(());
+        }
+        Err(Error::BadPath {
+            path: self.rel(path).to_owned(),
+            reason: "has changes that are not in the cache and would be lost; `mlops add` it first, or use --force".to_owned(),
+        })
+    }
+
+    fn record_checked_out(&self, dest: &Path, hash: &Hash) {
+        if let Ok(m) = std::fs::metadata(dest) {
+            self.stats.record(dest.to_owned(), Stamp::of(&m), *hash);
+        }
+    }
+
+    // ---------------------------------------------------------------- gc
+
+    /// Every object referenced by a pointer in the workspace or by a hash in `mlops.lock`
+    /// (directory manifests expand to their entries when the manifest is in the cache).
+    ///
+    /// # Errors
+    /// Malformed pointers; I/O errors.
+    pub fn referenced(&self) -> Result<HashSet<Hash>> {
+        let mut hashes: Vec<Hash> = self.tracked()?.iter().map(|t| t.pointer.hash).collect();
+        if let Ok(lock) = std::fs::read_to_string(self.root.join("mlops.lock")) {
+            hashes.extend(hashes_in_text(&lock));
+        }
+        let mut set = HashSet::new();
+        for h in hashes {
+            if !set.insert(h) {
+                continue;
+            }
+            if let Ok(bytes) = self.cache.read_verified(&h, &self.root) {
+                if let Ok(m) = Manifest::from_bytes(&bytes) {
+                    set.extend(m.entries.iter().map(|e| e.hash));
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    /// Finds cache objects nothing references; removes them (and leftovers of interrupted
+    /// writes) when `force`, else only reports.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn gc(&self, force: bool) -> Result<GcReport> {
+        let keep = self.referenced()?;
+        let mut report = GcReport {
+            removed: force,
+            ..GcReport::default()
+        };
+        for h in self.cache.list()? {
+            if keep.contains(&h) {
+                report.kept += 1;
+                continue;
+            }
+            report.unreferenced += 1;
+            report.unreferenced_bytes += std::fs::metadata(self.cache.object_path(&h))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            if force {
+                self.cache.remove(&h)?;
+            }
+        }
+        if force {
+            self.cache.remove_temporaries();
+        }
+        Ok(report)
+    }
+}
+
+impl Drop for Repo {
+    fn drop(&mut self) {
+        if let Err(e) = self.stats.save() {
+            tracing::warn!(error = %e, "could not save the hash cache");
+        }
+    }
+}
+
+/// Every `blake3:<64 hex>` in `text`.
+pub(crate) fn hashes_in_text(text: &str) -> Vec<Hash> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(Hash::PREFIX) {
+        let cand = &rest[i..];
+        if let Some(s) = cand.get(..Hash::PREFIX.len() + 64) {
+            if let Ok(h) = s.parse() {
+                out.push(h);
+            }
+        }
+        rest = &rest[i + Hash::PREFIX.len()..];
+    }
+    out
+}
+
+fn not_found_or_io(shown: &Path, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Error::BadPath {
+            path: shown.to_owned(),
+            reason: "no such file or directory".to_owned(),
+        }
+    } else {
+        Error::io(shown, e)
+    }
+}
+
+/// Lexically removes `.` and `..` components.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn find_up(start: &Path, name: &str) -> Option<PathBuf> {
+    let mut cur = Some(start);
+    while let Some(dir) = cur {
+        if dir.join(name).exists() {
+            return Some(dir.to_owned());
+        }
+        cur = dir.parent();
+    }
+    None
+}
+
+/// Adds `/<name>` (or `/<name>/` for folders) to `<dir>/.gitignore` unless an identical line exists.
+fn add_to_gitignore(dir: &Path, name: &str, is_dir: bool) -> Result<()> {
+    let file = dir.join(".gitignore");
+    let line = if is_dir {
+        format!("/{name}/")
+    } else {
+        format!("/{name}")
+    };
+    let existing = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(&file, e)),
+    };
+    if existing
+        .lines()
+        .any(|l| l.trim() == line || l.trim() == format!("/{name}"))
+    {
+        return Ok(());
+    }
+    let mut text = existing;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&line);
+    text.push('\n');
+    write_atomic(&file, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_hashes_in_lock_text() {
+        let h = crate::hash::hash_bytes(b"a");
+        let text = format!("x = \"{h}\"\ny = \"blake3:short\"\nz = [\"{h}\"]");
+        assert_eq!(hashes_in_text(&text), vec![h, h]);
+    }
+
+    #[test]
+    fn normalize_removes_dots() {
+        assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+    }
+}
