@@ -1,0 +1,1 @@
+//! Gates from mlops.toml.
