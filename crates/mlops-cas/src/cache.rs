@@ -96,8 +96,9 @@ impl Cache {
         } else {
             self.ingest_via_temp(src, &dest, hash, order)?
         };
-        // The file must not have changed between hashing and linking.
-        let now = Stamp::of(&std::fs::metadata(&dest).at(&dest)?);
+        // The source must not have changed between hashing and linking (for a hard link it is the
+        // object itself).
+        let now = Stamp::of(&std::fs::metadata(src).at(src)?);
         if now.size != stamp.size || now.mtime_ns != stamp.mtime_ns {
             let _ = std::fs::remove_file(&dest);
             return Err(Error::Invalid(format!(
@@ -195,6 +196,7 @@ impl Cache {
         };
         let actual = crate::hash::hash_bytes(&bytes);
         if actual != *hash {
+            self.quarantine(hash);
             return Err(Error::Corrupt {
                 expected: hash.to_string(),
                 actual: actual.to_string(),
@@ -227,6 +229,7 @@ impl Cache {
         }
         let (actual, _) = hash_file_sized(&p)?;
         if actual != *hash {
+            self.quarantine(hash);
             return Err(Error::Corrupt {
                 expected: hash.to_string(),
                 actual: actual.to_string(),
@@ -235,6 +238,22 @@ impl Cache {
         }
         stats.record(p, stamp, actual);
         Ok(())
+    }
+
+    /// Moves a corrupt object out of the way (to `corrupt/`), so a later fetch can bring a good
+    /// copy and nothing checks the bad one out. A hard-linked workspace file keeps its content:
+    /// only the cache's name for it goes.
+    fn quarantine(&self, hash: &Hash) {
+        let from = self.object_path(hash);
+        let dir = self.root.join("corrupt");
+        let moved = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::rename(&from, dir.join(hash.to_hex())));
+        if let Err(e) = moved {
+            tracing::warn!(object = %from.display(), error = %e, "could not quarantine a corrupt object");
+            let _ = std::fs::remove_file(&from);
+        } else {
+            tracing::warn!(object = %hash, "corrupt object moved to the cache's corrupt/ folder");
+        }
     }
 
     /// Every object hash in the cache (files whose names are not valid hashes are skipped).

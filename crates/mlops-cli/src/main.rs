@@ -1,10 +1,15 @@
 //! The `mlops` binary: parses arguments, loads configuration, calls the library crates and renders
 //! their results. No domain logic lives here; exit codes are decided in one place, [`main`].
-#![allow(clippy::print_stdout, clippy::print_stderr, reason = "the binary is where output happens")]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the binary is where output happens"
+)]
 
 mod commands;
 mod exit;
 mod output;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
