@@ -73,8 +73,19 @@ pub struct ExecutionRecord {
 
 impl ExecutionRecord {
     /// A record for `executor` with the given exit code and times, and no details.
-    pub fn new(executor: impl Into<String>, exit_code: Option<i32>, started: String, ended: String) -> Self {
-        Self { executor: executor.into(), exit_code, started, ended, ..Self::default() }
+    pub fn new(
+        executor: impl Into<String>,
+        exit_code: Option<i32>,
+        started: String,
+        ended: String,
+    ) -> Self {
+        Self {
+            executor: executor.into(),
+            exit_code,
+            started,
+            ended,
+            ..Self::default()
+        }
     }
 
     /// Whether the command succeeded (exit code 0).
