@@ -1,0 +1,140 @@
+//! The crate's error type. Messages are lowercase, name the file, line and column (or the
+//! configuration key) and say how to fix the problem.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while rendering or running a Job.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A malformed or invalid value in `mlops.toml`, located by file, line and column.
+    #[error("{}:{line}:{column}: {message}", file.display())]
+    Config {
+        /// The configuration file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// An invalid value in a configuration table that has no source text (for example a
+    /// `[stages.NAME.k8s]` table handed over by the pipeline), named by its key.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The dotted key, e.g. `stages.train.k8s.memory`.
+        key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// The stage named on the command line is not declared in `mlops.toml`.
+    #[error("unknown stage `{stage}` in {}{}", file.display(), known_hint(known))]
+    UnknownStage {
+        /// The name asked for.
+        stage: String,
+        /// The configuration file searched.
+        file: PathBuf,
+        /// The declared stage names.
+        known: Vec<String>,
+    },
+    /// The stage has no `[stages.NAME.k8s]` table, or no image anywhere.
+    #[error("stage `{stage}`: {reason}")]
+    NotRunnable {
+        /// The stage name.
+        stage: String,
+        /// Why, and how to fix it.
+        reason: String,
+    },
+    /// No kubeconfig file exists in any of the places looked at.
+    #[error(
+        "no kubeconfig found (looked at {looked}); set KUBECONFIG, pass --kubeconfig, or create ~/.kube/config (for example with `kind create cluster`)"
+    )]
+    NoKubeconfig {
+        /// The places looked at, in order.
+        looked: String,
+    },
+    /// A kubeconfig exists but cannot be used.
+    #[error("kubeconfig {}: {source}", path.display())]
+    Kubeconfig {
+        /// The kubeconfig file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// The cluster's API server did not answer (connection refused, timeout, TLS).
+    #[error("cluster at {url} is unreachable: {source}")]
+    Unreachable {
+        /// The API server URL.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The API server refused a request for lack of permission (RBAC).
+    #[error(
+        "forbidden: cannot {verb} {resource} in namespace `{namespace}` (RBAC); ask the cluster admin for a Role granting `{verb}` on `{resource}`: {message}"
+    )]
+    Forbidden {
+        /// The verb: `create`, `patch`, `get`, `list`, `watch`, `delete`.
+        verb: String,
+        /// The resource, e.g. `jobs.batch` or `pods/log`.
+        resource: String,
+        /// The namespace.
+        namespace: String,
+        /// The API server's message.
+        message: String,
+    },
+    /// Any other failed API call, naming what was attempted.
+    #[error("{action}: {source}")]
+    Api {
+        /// What was being done, e.g. `apply job mlops-train-1a2b3c4d`.
+        action: String,
+        /// The underlying error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A local file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A manifest could not be serialised.
+    #[error("cannot render the job manifest: {0}")]
+    Render(#[from] serde_yaml::Error),
+    /// The run was cancelled; the Job was deleted.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+fn known_hint(known: &[String]) -> String {
+    if known.is_empty() {
+        "; no stages are declared".to_owned()
+    } else {
+        format!("; declared stages: {}", known.join(", "))
+    }
+}
+
+impl Error {
+    /// Whether the error is the user's input or configuration (exit 2) rather than a runtime
+    /// failure (exit 3).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Self::Config { .. }
+                | Self::Invalid { .. }
+                | Self::UnknownStage { .. }
+                | Self::NotRunnable { .. }
+                | Self::NoKubeconfig { .. }
+                | Self::Kubeconfig { .. }
+        )
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
