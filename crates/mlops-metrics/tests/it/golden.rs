@@ -17,22 +17,37 @@ fn golden() -> Value {
 fn array(values: &Value) -> ArrayRef {
     let list = values.as_array().unwrap();
     if list.iter().all(Value::is_i64) {
-        Arc::new(Int64Array::from(list.iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>()))
+        Arc::new(Int64Array::from(
+            list.iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>(),
+        ))
     } else if list.iter().all(Value::is_number) {
-        Arc::new(Float64Array::from(list.iter().map(|v| v.as_f64().unwrap()).collect::<Vec<_>>()))
+        Arc::new(Float64Array::from(
+            list.iter().map(|v| v.as_f64().unwrap()).collect::<Vec<_>>(),
+        ))
     } else {
-        Arc::new(StringArray::from(list.iter().map(|v| v.as_str().unwrap().to_owned()).collect::<Vec<_>>()))
+        Arc::new(StringArray::from(
+            list.iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect::<Vec<_>>(),
+        ))
     }
 }
 
 fn tolerance(metric: &str) -> f64 {
-    if metric.starts_with("roc_auc") || metric == "log_loss" || metric == "average_precision" { 1e-9 } else { 1e-12 }
+    if metric.starts_with("roc_auc") || metric == "log_loss" || metric == "average_precision" {
+        1e-9
+    } else {
+        1e-12
+    }
 }
 
 fn check(case: &str, what: &str, expected: &Value, actual: Option<f64>) {
     let actual = actual.unwrap_or_else(|| panic!("{case}: {what} was not computed"));
     match expected.as_f64() {
-        None => assert!(actual.is_nan(), "{case}: {what}: expected NaN (undefined), got {actual}"),
+        None => assert!(
+            actual.is_nan(),
+            "{case}: {what}: expected NaN (undefined), got {actual}"
+        ),
         Some(e) => {
             let metric = what.rsplit('/').next().unwrap_or(what);
             let tol = tolerance(metric);
@@ -74,7 +89,11 @@ fn golden_cases_match_scikit_learn_and_fairlearn() {
                 columns.segments.push(col.clone());
             }
         }
-        let task = if case["task"] == "regression" { Task::Regression } else { Task::Classification };
+        let task = if case["task"] == "regression" {
+            Task::Regression
+        } else {
+            Task::Classification
+        };
         let table = Predictions::from_arrays(name.as_ref(), &arrays, &columns, task).unwrap();
         let zero_division = match &case["zero_division"] {
             Value::String(s) if s == "nan" => ZeroDivision::Nan,
@@ -84,7 +103,10 @@ fn golden_cases_match_scikit_learn_and_fairlearn() {
         };
         let opts = MetricOptions {
             zero_division,
-            pos_label: case.get("pos_label").and_then(Value::as_str).map(str::to_owned),
+            pos_label: case
+                .get("pos_label")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             ..MetricOptions::default()
         };
         let report = evaluate(&table, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -97,7 +119,11 @@ fn golden_cases_match_scikit_learn_and_fairlearn() {
             assert_eq!(per_class.len(), report.per_class.len(), "{name}: label set");
             for (label, values) in per_class {
                 for (metric, value) in values.as_object().unwrap() {
-                    let got = report.per_class.get(label).and_then(|m| m.get(metric)).copied();
+                    let got = report
+                        .per_class
+                        .get(label)
+                        .and_then(|m| m.get(metric))
+                        .copied();
                     check(name, &format!("per_class/{label}/{metric}"), value, got);
                     compared += 1;
                 }
@@ -105,13 +131,20 @@ fn golden_cases_match_scikit_learn_and_fairlearn() {
         }
         if let Some(cm) = expected.get("confusion_matrix") {
             let want: Vec<Vec<u64>> = serde_json::from_value(cm.clone()).unwrap();
-            assert_eq!(report.confusion_matrix.as_ref().unwrap().matrix, want, "{name}: confusion matrix");
+            assert_eq!(
+                report.confusion_matrix.as_ref().unwrap().matrix,
+                want,
+                "{name}: confusion matrix"
+            );
         }
         if let Some(segments) = expected.get("segments").and_then(Value::as_object) {
             for (col, by_value) in segments {
                 for (value, metrics) in by_value.as_object().unwrap() {
                     for (metric, v) in metrics.as_object().unwrap() {
-                        let got = report.segments[col].get(value).and_then(|m| m.get(metric)).copied();
+                        let got = report.segments[col]
+                            .get(value)
+                            .and_then(|m| m.get(metric))
+                            .copied();
                         check(name, &format!("segments/{col}={value}/{metric}"), v, got);
                         compared += 1;
                     }
@@ -120,8 +153,18 @@ fn golden_cases_match_scikit_learn_and_fairlearn() {
             for (col, gaps) in expected["gaps"].as_object().unwrap() {
                 for (metric, gap) in gaps.as_object().unwrap() {
                     let got = report.segment_gaps[col].get(metric).copied();
-                    check(name, &format!("gap/{col}/{metric}/difference"), &gap["difference"], got.map(|g| g.difference));
-                    check(name, &format!("gap/{col}/{metric}/ratio"), &gap["ratio"], got.map(|g| g.ratio));
+                    check(
+                        name,
+                        &format!("gap/{col}/{metric}/difference"),
+                        &gap["difference"],
+                        got.map(|g| g.difference),
+                    );
+                    check(
+                        name,
+                        &format!("gap/{col}/{metric}/ratio"),
+                        &gap["ratio"],
+                        got.map(|g| g.ratio),
+                    );
                     compared += 2;
                 }
             }

@@ -1,4 +1,8 @@
 //! Integration tests of mlops-metrics' public API.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions unwrap too"
+)]
 
 mod gates;
 mod golden;
