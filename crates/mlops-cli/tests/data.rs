@@ -670,7 +670,7 @@ fn s3_remote_roundtrip() {
     c.args(["push", "-j", "4"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("pushed 10 object(s)"));
+        .stdout(predicate::str::contains("pushed 9 object(s)"));
     let mut c = mlops(d.path());
     env(&mut c);
     let out = c.args(["--json", "status", "--remote"]).output().unwrap();
