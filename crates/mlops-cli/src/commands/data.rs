@@ -210,14 +210,16 @@ fn add(
             ]);
         }
         t.print();
-        let pointers: Vec<String> = added
-            .iter()
-            .map(|a| a.pointer.display().to_string())
-            .collect();
-        println!(
-            "\nto track the changes with git, run:\n    git add {} .gitignore",
-            pointers.join(" ")
-        );
+        let mut files: Vec<String> = Vec::new();
+        for a in &added {
+            files.push(a.pointer.display().to_string());
+            let ignore = a.pointer.parent().unwrap_or(Path::new("")).join(".gitignore");
+            let ignore = ignore.display().to_string();
+            if !files.contains(&ignore) {
+                files.push(ignore);
+            }
+        }
+        println!("\nto track the changes with git, run:\n    git add {}", files.join(" "));
     }
     Ok(Outcome::Success)
 }
