@@ -181,7 +181,7 @@ pub static RULES: &[Rule] = &[
             "master_key",
             "credential",
         ],
-        pattern: r#"(?i)([a-z0-9_.\-]*(?:password|passwd|pwd|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|signing[_\-]?key|encryption[_\-]?key|master[_\-]?key|credentials?))["'`]?[ \t]*(?::=|=>|=|:)[ \t]*(?:"([^"\r\n]{1,300})"|'([^'\r\n]{1,300})'|`([^`\r\n]{1,300})`|([^\s"'`,;#()\[\]{}<>]{1,300}))"#,
+        pattern: r#"(?i)([a-z0-9_.\-]*(?:password|passwd|pwd|secret|token|api[_\-]?key|access[_\-]?key|secret[_\-]?key|auth[_\-]?key|private[_\-]?key|signing[_\-]?key|encryption[_\-]?key|master[_\-]?key|credentials?))["'`]?[ \t]*(?::=|=>|=|:)[ \t]*(?:"([^"\r\n]{1,300})"|'([^'\r\n]{1,300})'|`([^`\r\n]{1,300})`|([^\s"'`,;#()\[\]{}<>]{1,300}))"#,
         validate: Validate::Generic,
     },
 ];
@@ -521,9 +521,18 @@ const PLACEHOLDER_WORDS: &[&str] = &[
     "abcdef",
 ];
 
+/// Secrets published in vendors' documentation (jwt.io's sample token signature, Stripe's
+/// sample test key): they are examples, not leaks.
+const DOCUMENTED_EXAMPLES: &[&str] = &[
+    "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+    "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+];
+
 fn is_placeholder(value: &str) -> bool {
     let lower = value.to_ascii_lowercase();
     PLACEHOLDER_WORDS.iter().any(|w| lower.contains(w))
+        || DOCUMENTED_EXAMPLES.iter().any(|e| value.contains(e))
+        || (value.starts_with('{') && value.ends_with('}'))
         || lower.starts_with('$')
         || lower.starts_with("env:")
         || lower.starts_with("env.")
@@ -603,14 +612,16 @@ pub fn looks_random(v: &str) -> bool {
     if !(has_upper || has_lower) || !(has_digit || has_other) {
         return false;
     }
-    // Identifiers and dotted references: `settings.SECRET_KEY`, `AWS_KEY_2`, `get_token`.
-    let ident_like = v
+    // Identifiers, names and dotted references: `settings.SECRET_KEY`, `AWS_KEY_2`,
+    // `get_token`, `feature-store-credentials`.
+    let wordish = v
         .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
-        && (v.contains('_') || v.contains('.'))
-        && v.split(['_', '.'])
-            .all(|part| !part.is_empty() && part.bytes().filter(u8::is_ascii_digit).count() <= 2);
-    if ident_like {
+        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    let env_name = v
+        .bytes()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        && v.contains('_');
+    if wordish && (!has_digit || env_name) {
         return false;
     }
     // File names and relative paths: `certs/server.key`, `model-v2.onnx`.
