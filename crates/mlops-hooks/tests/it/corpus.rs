@@ -24,8 +24,8 @@ fn load(name: &str) -> Vec<Case> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../testdata/hooks/secrets")
         .join(name);
-    let text = std::fs::read_to_string(&path).unwrap();
-    toml::from_str::<Corpus>(&text).unwrap().case
+    let text = std::fs::read_to_string(&path).expect("corpus file");
+    toml::from_str::<Corpus>(&text).expect("corpus parses").case
 }
 
 #[test]

@@ -36,7 +36,7 @@ pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
 
 /// A new Git repository in a temporary folder.
 pub(crate) fn repo() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("temporary folder");
     git(dir.path(), &["init", "-q"]);
     dir
 }
@@ -44,13 +44,16 @@ pub(crate) fn repo() -> tempfile::TempDir {
 /// Writes `content` at `rel` under `dir`, creating folders.
 pub(crate) fn write(dir: &Path, rel: &str, content: impl AsRef<[u8]>) {
     let path = dir.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
+    std::fs::create_dir_all(path.parent().expect("a parent folder")).expect("folder created");
+    std::fs::write(path, content).expect("file written");
 }
 
 /// Runs the checks on `selection` in `dir` with the configuration from its `mlops.toml`.
 pub(crate) fn run(dir: &Path, selection: Selection) -> Report {
-    Runner::new(dir).selection(selection).run().unwrap()
+    Runner::new(dir)
+        .selection(selection)
+        .run()
+        .expect("the run works")
 }
 
 /// The (check, path, line) of every finding.
