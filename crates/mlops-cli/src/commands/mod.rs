@@ -2,6 +2,7 @@
 //! that calls the library crate and renders the result.
 
 pub(crate) mod data;
+pub(crate) mod evaluate;
 
 /// A stage that `mlops status` reports as out of date, and why.
 #[derive(Debug, serde::Serialize)]
