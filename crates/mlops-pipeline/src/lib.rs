@@ -123,3 +123,39 @@ pub fn stage_status(repo: &Repo) -> Result<Vec<StageStatus>> {
         Err(e) => Err(e),
     }
 }
+
+impl Pipeline {
+    /// The job `repro` would hand an executor for stage `name` now: deps hashed (nothing is
+    /// stored), params read, fingerprint computed. Runs nothing; `mlops k8s render` uses it.
+    /// Fails on an unknown stage, a missing dep or a bad param key.
+    pub fn stage_job(&self, repo: &Repo, name: &str) -> Result<StageJob> {
+        let stage = &self.spec.stages[self.spec.index_of(name)?];
+        let root = &self.spec.root;
+        let obs = status::observe(repo, root, stage, &status::ParamsCache::default(), &|_| {
+            None
+        })?;
+        let fingerprint = status::fingerprint(stage, &obs);
+        Ok(StageJob {
+            name: stage.name.clone(),
+            cmd: stage.cmd.clone(),
+            root: root.clone(),
+            wdir: root.join(&stage.wdir),
+            env: stage.env.clone(),
+            deps: obs
+                .deps
+                .iter()
+                .map(|d| DepInput {
+                    path: std::path::PathBuf::from(&d.path),
+                    hash: d.hash.clone(),
+                    size: d.size,
+                })
+                .collect(),
+            outs: stage.outs.clone(),
+            metrics: stage.metrics.clone(),
+            fingerprint,
+            log_path: repro::log_path(root, &stage.name),
+            k8s: stage.k8s.clone(),
+            parallel: false,
+        })
+    }
+}
