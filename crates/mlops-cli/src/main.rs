@@ -74,6 +74,8 @@ impl GlobalArgs {
 enum Command {
     #[command(flatten)]
     Data(commands::data::Command),
+    /// Compute model-quality metrics and judge the gates ([gates.NAME] in mlops.toml).
+    Evaluate(commands::evaluate::EvaluateArgs),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
     init_logging(&cli.global);
     let result = match cli.command {
         Command::Data(cmd) => commands::data::run(cmd, &cli.global),
+        Command::Evaluate(args) => commands::evaluate::run(args, &cli.global),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
