@@ -74,6 +74,8 @@ impl GlobalArgs {
 enum Command {
     #[command(flatten)]
     Data(commands::data::Command),
+    /// Run data-quality suites ([checks.NAME] in mlops.toml, or suite files).
+    Check(commands::check::CheckArgs),
     /// Compute model-quality metrics and judge the gates ([gates.NAME] in mlops.toml).
     Evaluate(commands::evaluate::EvaluateArgs),
 }
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
     init_logging(&cli.global);
     let result = match cli.command {
         Command::Data(cmd) => commands::data::run(cmd, &cli.global),
+        Command::Check(args) => commands::check::run(args, &cli.global),
         Command::Evaluate(args) => commands::evaluate::run(args, &cli.global),
     };
     match result {

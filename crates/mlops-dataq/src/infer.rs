@@ -15,7 +15,7 @@ const MAX_SET: usize = 20;
 /// Reads `data` (relative to `base`) and returns a suite named `name` as TOML text:
 /// `[checks.NAME]` with a `schema`, a `row_count` lower bound, `not_null` for null-free columns,
 /// `between` with the observed range for numeric columns and `in_set` for columns with at most
-/// 20 distinct values.
+/// 20 distinct values (and at most half as many as rows, so keys are not taken for sets).
 pub fn infer_suite(name: &str, data: &str, base: &Path) -> Result<String> {
     let ds = Dataset::open(data, base, &CsvOptions::default())?;
     let schema = ds.schema().clone();
@@ -107,7 +107,7 @@ pub fn infer_suite(name: &str, data: &str, base: &Path) -> Result<String> {
             && let Some(d) = results.next()
         {
             let distinct = d.observed.as_u64().unwrap_or(u64::MAX);
-            if distinct > 0 && (distinct as usize) <= MAX_SET && report.rows > distinct {
+            if distinct > 0 && (distinct as usize) <= MAX_SET && distinct * 2 <= report.rows {
                 let values = distinct_values(&ds, col, base, data)?;
                 header(&mut out, "in_set");
                 let _ = writeln!(out, "values = [{}]", values.join(", "));
