@@ -54,6 +54,8 @@ pub use dataset::{CsvOptions, Dataset, Format};
 pub use engine::{CheckOptions, run_suite};
 pub use error::{Error, Result};
 pub use infer::infer_suite;
+/// The timestamp type of [`CheckOptions::now`] (from `jiff`), parsed from RFC 3339 text.
+pub use jiff::Timestamp;
 pub use model::{
     DriftMethod, Expectation, Kind, Scalar, Severity, Stat, Suite, TypeSpec, type_name,
 };

@@ -61,20 +61,24 @@ pub(crate) fn run(args: CheckArgs, global: &GlobalArgs) -> anyhow::Result<Outcom
     }
     let mut opts = CheckOptions::default().with_statistics(!args.no_statistics);
     if let Some(now) = &args.now {
-        let ts: mlops_dataq::Timestamp = now
-            .parse()
-            .map_err(|e| exit::usage(anyhow::anyhow!("--now {now}: not an RFC 3339 timestamp ({e})")))?;
+        let ts: mlops_dataq::Timestamp = now.parse().map_err(|e| {
+            exit::usage(anyhow::anyhow!(
+                "--now {now}: not an RFC 3339 timestamp ({e})"
+            ))
+        })?;
         opts = opts.with_now(ts);
     }
     let suites = select(&dir, &args.targets)?;
     let mut reports = Vec::with_capacity(suites.len());
     for suite in &suites {
         tracing::info!(suite = %suite.name, data = %suite.data, "checking");
-        let report = mlops_dataq::run_suite(suite, &opts)
-            .map_err(|e| {
-                let usage = e.is_usage();
-                exit::classify(anyhow::Error::new(e).context(format!("suite `{}`", suite.name)), usage)
-            })?;
+        let report = mlops_dataq::run_suite(suite, &opts).map_err(|e| {
+            let usage = e.is_usage();
+            exit::classify(
+                anyhow::Error::new(e).context(format!("suite `{}`", suite.name)),
+                usage,
+            )
+        })?;
         reports.push(report);
     }
     let passed = reports.iter().all(|r| match args.fail_on {
@@ -82,7 +86,10 @@ pub(crate) fn run(args: CheckArgs, global: &GlobalArgs) -> anyhow::Result<Outcom
         FailOn::Warn => r.passed_strict(),
     });
     if global.json {
-        print_json(&CheckOutput { passed, suites: &reports })?;
+        print_json(&CheckOutput {
+            passed,
+            suites: &reports,
+        })?;
     } else if !global.quiet || !passed {
         render(&reports);
     }
@@ -105,7 +112,11 @@ fn select(dir: &Path, targets: &[String]) -> anyhow::Result<Vec<Suite>> {
                     config_path.display()
                 )));
             }
-            Err(e) => return Err(exit::runtime(anyhow::Error::new(e).context(config_path.display().to_string()))),
+            Err(e) => {
+                return Err(exit::runtime(
+                    anyhow::Error::new(e).context(config_path.display().to_string()),
+                ));
+            }
         };
         let suites = mlops_dataq::parse_config(&config_path, &text).map_err(exit::usage)?;
         config = Some(suites.clone());
@@ -141,7 +152,11 @@ fn select(dir: &Path, targets: &[String]) -> anyhow::Result<Vec<Suite>> {
                     let names: Vec<&str> = suites.iter().map(|s| s.name.as_str()).collect();
                     return Err(exit::usage(anyhow::anyhow!(
                         "unknown suite `{t}`; suites in mlops.toml: {}",
-                        if names.is_empty() { "(none)".to_owned() } else { names.join(", ") }
+                        if names.is_empty() {
+                            "(none)".to_owned()
+                        } else {
+                            names.join(", ")
+                        }
                     )));
                 }
             }
@@ -154,7 +169,10 @@ fn infer(dir: &Path, data: &str, args: &CheckArgs, global: &GlobalArgs) -> anyho
     let name = args.name.clone().unwrap_or_else(|| {
         Path::new(data)
             .file_stem()
-            .map(|s| s.to_string_lossy().replace(['*', '?', '[', ']', '{', '}'], ""))
+            .map(|s| {
+                s.to_string_lossy()
+                    .replace(['*', '?', '[', ']', '{', '}'], "")
+            })
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "data".to_owned())
     });
@@ -166,9 +184,17 @@ fn infer(dir: &Path, data: &str, args: &CheckArgs, global: &GlobalArgs) -> anyho
         Some(out) => {
             let out = dir.join(out);
             let parent = out.parent().map_or_else(|| dir.to_owned(), Path::to_owned);
-            let tmp = parent.join(format!(".{}.tmp", out.file_name().map_or_else(|| "suite".into(), |n| n.to_string_lossy())));
-            std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display())).map_err(exit::runtime)?;
-            std::fs::rename(&tmp, &out).with_context(|| format!("writing {}", out.display())).map_err(exit::runtime)?;
+            let tmp = parent.join(format!(
+                ".{}.tmp",
+                out.file_name()
+                    .map_or_else(|| "suite".into(), |n| n.to_string_lossy())
+            ));
+            std::fs::write(&tmp, &text)
+                .with_context(|| format!("writing {}", tmp.display()))
+                .map_err(exit::runtime)?;
+            std::fs::rename(&tmp, &out)
+                .with_context(|| format!("writing {}", out.display()))
+                .map_err(exit::runtime)?;
             if global.json {
                 print_json(&serde_json::json!({ "suite": name, "output": out }))?;
             } else if !global.quiet {
@@ -191,12 +217,19 @@ fn short(v: &serde_json::Value) -> String {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => "-".to_owned(),
         serde_json::Value::Number(n) => match n.as_f64() {
-            Some(f) if n.is_f64() => format!("{f:.6}").trim_end_matches('0').trim_end_matches('.').to_owned(),
+            Some(f) if n.is_f64() => format!("{f:.6}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_owned(),
             _ => n.to_string(),
         },
         other => other.to_string(),
     };
-    if s.chars().count() > 40 { format!("{}…", s.chars().take(39).collect::<String>()) } else { s }
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(39).collect::<String>())
+    } else {
+        s
+    }
 }
 
 fn render(reports: &[SuiteReport]) {
@@ -222,9 +255,19 @@ fn render(reports: &[SuiteReport]) {
             let unexpected = if res.element_count == 0 && res.unexpected_count == 0 {
                 "-".to_owned()
             } else {
-                format!("{} ({:.2}%)", res.unexpected_count, res.unexpected_fraction * 100.0)
+                format!(
+                    "{} ({:.2}%)",
+                    res.unexpected_count,
+                    res.unexpected_fraction * 100.0
+                )
             };
-            t.row([status.to_owned(), res.name.clone(), short(&res.observed), unexpected, res.message.clone()]);
+            t.row([
+                status.to_owned(),
+                res.name.clone(),
+                short(&res.observed),
+                unexpected,
+                res.message.clone(),
+            ]);
         }
         t.print();
     }
