@@ -4,6 +4,7 @@
 //! Peers live in a virtual environment outside the repository (`../shared/bench/setup-peers.sh`),
 //! found at `$MLOPS_PEERS` or `~/.cache/mlops-peers`. A missing peer is reported and skipped.
 
+mod dataq;
 pub(crate) mod harness;
 
 use clap::Args;
@@ -26,7 +27,7 @@ pub(crate) struct BenchArgs {
 type AreaFn = fn(&BenchContext) -> anyhow::Result<Report>;
 
 /// Every benchmark area, in the order `cargo xtask bench` runs them.
-const AREAS: &[(&str, AreaFn)] = &[];
+const AREAS: &[(&str, AreaFn)] = &[("dataq", dataq::run)];
 
 pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let ctx = BenchContext::new(args)?;
