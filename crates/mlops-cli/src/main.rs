@@ -78,6 +78,9 @@ enum Command {
     Check(commands::check::CheckArgs),
     /// Compute model-quality metrics and judge the gates ([gates.NAME] in mlops.toml).
     Evaluate(commands::evaluate::EvaluateArgs),
+    /// Guardrails: large files, secrets, conflicts, syntax, whitespace, notebooks, stale pointers.
+    #[command(subcommand)]
+    Hooks(commands::hooks::Command),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
         Command::Data(cmd) => commands::data::run(cmd, &cli.global),
         Command::Check(args) => commands::check::run(args, &cli.global),
         Command::Evaluate(args) => commands::evaluate::run(args, &cli.global),
+        Command::Hooks(cmd) => commands::hooks::run(cmd, &cli.global),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

@@ -49,7 +49,7 @@ pub use fix::{
     trailing_whitespace_lines,
 };
 pub use notebook::{DEFAULT_EXTRA_KEYS, Stripped, strip as strip_notebook, to_jupyter_json};
-pub use run::{Runner, Selection};
+pub use run::{Runner, Selection, config_root};
 pub use secrets::{
     ALLOW_PRAGMAS, Baseline, BaselineEntry, RULES, Rule, SecretMatch, SecretScanner, looks_random,
     redact,

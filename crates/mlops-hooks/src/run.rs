@@ -496,6 +496,16 @@ impl Runner {
     }
 }
 
+/// The folder whose `mlops.toml` configures runs started in `dir`: the Git work tree root, or
+/// `dir` itself outside Git.
+///
+/// # Errors
+/// [`Error::GitSpawn`] when git cannot run; [`Error::Git`] when it fails for another reason
+/// than `dir` not being in a repository.
+pub fn config_root(dir: &Path) -> Result<PathBuf> {
+    Ok(Git::discover(dir)?.map_or_else(|| dir.to_owned(), |g| g.root))
+}
+
 struct Picked {
     /// Every path in the index or tree (for case conflicts).
     all_paths: Vec<String>,

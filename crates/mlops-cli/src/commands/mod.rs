@@ -4,6 +4,7 @@
 pub(crate) mod check;
 pub(crate) mod data;
 pub(crate) mod evaluate;
+pub(crate) mod hooks;
 
 /// A stage that `mlops status` reports as out of date, and why.
 #[derive(Debug, serde::Serialize)]
