@@ -81,6 +81,9 @@ enum Command {
     /// Guardrails: large files, secrets, conflicts, syntax, whitespace, notebooks, stale pointers.
     #[command(subcommand)]
     Hooks(commands::hooks::Command),
+    /// Run stages as Kubernetes Jobs: print a stage's Job manifest, or run it on a cluster.
+    #[command(subcommand)]
+    K8s(commands::k8s::Command),
 }
 
 fn main() -> ExitCode {
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         Command::Check(args) => commands::check::run(args, &cli.global),
         Command::Evaluate(args) => commands::evaluate::run(args, &cli.global),
         Command::Hooks(cmd) => commands::hooks::run(cmd, &cli.global),
+        Command::K8s(cmd) => commands::k8s::run(cmd, &cli.global),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

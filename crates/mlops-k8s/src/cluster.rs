@@ -150,6 +150,9 @@ impl Cluster {
     /// does, and fails within the connect timeout when the server is unreachable). Must be called
     /// inside a Tokio runtime.
     pub async fn connect(options: &ClusterOptions) -> Result<Self> {
+        // With both ring and aws-lc-rs linked (the CLI's cloud remotes bring the second), rustls
+        // cannot choose by itself: pick ring, the one kube is built with. Already set is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let files = options.kubeconfig_files()?;
         let mut merged: Option<Kubeconfig> = None;
         for file in &files {

@@ -559,14 +559,12 @@ impl K8sConfig {
             DEFAULT_UNSCHEDULABLE_GRACE_SECS,
         )?;
 
-        if let Some(command) = &s.command {
-            if command.is_empty() {
-                return Err(fail(
-                    sp("command"),
-                    "empty command: give at least the program, e.g. [\"python\", \"train.py\"]"
-                        .to_owned(),
-                ));
-            }
+        if s.command.as_ref().is_some_and(Vec::is_empty) {
+            return Err(fail(
+                sp("command"),
+                "empty command: give at least the program, e.g. [\"python\", \"train.py\"]"
+                    .to_owned(),
+            ));
         }
 
         let data = match (&d.data, s.data) {
@@ -666,15 +664,15 @@ fn check_toleration(t: &Toleration) -> Result<(), String> {
             return Err("a toleration with operator Exists must not have a value".to_owned());
         }
     }
-    if let Some(effect) = &t.effect {
-        if !matches!(
+    if let Some(effect) = &t.effect
+        && !matches!(
             effect.as_str(),
             "NoSchedule" | "PreferNoSchedule" | "NoExecute"
-        ) {
-            return Err(format!(
-                "invalid toleration effect `{effect}`: use NoSchedule, PreferNoSchedule or NoExecute"
-            ));
-        }
+        )
+    {
+        return Err(format!(
+            "invalid toleration effect `{effect}`: use NoSchedule, PreferNoSchedule or NoExecute"
+        ));
     }
     if t.toleration_seconds.is_some() && t.effect.as_deref() != Some("NoExecute") {
         return Err("toleration-seconds only applies to effect NoExecute".to_owned());
@@ -722,10 +720,8 @@ fn locate(text: &str, file: &Path, p: Problem) -> Error {
                     item = next;
                     if let Some(span) = item.span() {
                         spans.push(span.start);
-                    } else if let Some(t) = item.as_table() {
-                        if let Some(span) = t.span() {
-                            spans.push(span.start);
-                        }
+                    } else if let Some(span) = item.as_table().and_then(toml_edit::Table::span) {
+                        spans.push(span.start);
                     }
                 }
                 None => break,

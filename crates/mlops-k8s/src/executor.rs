@@ -5,6 +5,7 @@
 //! was given with [`K8sExecutor::with_fallback`], in which case they run locally.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mlops_pipeline::{CancelToken, ExecError, ExecutionRecord, Executor, StageJob};
@@ -25,6 +26,7 @@ pub struct K8sExecutor {
     fallback: Option<Box<dyn Executor>>,
     keep_on_failure: bool,
     follow: Option<LogSink>,
+    outcomes: Mutex<Vec<(String, RunOutcome)>>,
 }
 
 impl std::fmt::Debug for K8sExecutor {
@@ -56,6 +58,7 @@ impl K8sExecutor {
             fallback: None,
             keep_on_failure: false,
             follow: None,
+            outcomes: Mutex::new(Vec::new()),
         })
     }
 
@@ -78,6 +81,11 @@ impl K8sExecutor {
     pub fn follow(mut self, sink: Option<LogSink>) -> Self {
         self.follow = sink;
         self
+    }
+
+    /// Every Job this executor ran to an end so far, as (stage, outcome), in finishing order.
+    pub fn outcomes(&self) -> Vec<(String, RunOutcome)> {
+        self.outcomes.lock().map(|o| o.clone()).unwrap_or_default()
     }
 
     /// The cluster this executor talks to.
@@ -103,13 +111,17 @@ impl K8sExecutor {
             .follow(self.follow.clone());
         info!(stage = %stage.name, job = %id.name, namespace = %id.namespace, "running stage as a job");
         let cancelled = || cancel.is_cancelled();
-        self.runtime.block_on(run_job(
+        let outcome = self.runtime.block_on(run_job(
             &self.cluster.client,
             &self.cluster.url,
             &job,
             &options,
             &cancelled,
-        ))
+        ))?;
+        if let Ok(mut all) = self.outcomes.lock() {
+            all.push((stage.name.clone(), outcome.clone()));
+        }
+        Ok(outcome)
     }
 }
 
@@ -194,7 +206,7 @@ fn blake_like(mut z: u64) -> u64 {
 }
 
 /// The workspace's Git commit, when `root` is in a Git repository.
-fn git_commit(root: &Path) -> Option<String> {
+pub fn git_commit(root: &Path) -> Option<String> {
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(root)

@@ -782,10 +782,10 @@ async fn drive(shared: Arc<Shared>, ns: String, job_name: String, scenario: Scen
                 };
                 apply_pod_step(&mut pod, &other);
                 set_rv(&mut pod.metadata, rv);
-                if matches!(other, Step::Terminate { .. }) {
-                    if let Some(buf) = inner.logs.get_mut(&key) {
-                        buf.done = true;
-                    }
+                if matches!(other, Step::Terminate { .. })
+                    && let Some(buf) = inner.logs.get_mut(&key)
+                {
+                    buf.done = true;
                 }
                 push_event(&mut inner, rv, "pods", &ns, "MODIFIED", &pod);
                 inner.pods.insert(key, pod);

@@ -45,6 +45,6 @@ pub mod values;
 pub use cluster::{Cluster, ClusterOptions};
 pub use config::{DataSettings, JobSettings, K8sConfig, WithoutK8sTable};
 pub use error::{Error, Result};
-pub use executor::K8sExecutor;
+pub use executor::{K8sExecutor, git_commit};
 pub use manifest::{JobIdentity, StageInfo, build_job, render_yaml};
 pub use runner::{LogSink, RunOptions, RunOutcome, run_job};

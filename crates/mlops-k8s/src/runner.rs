@@ -94,8 +94,8 @@ impl RunOptions {
     }
 }
 
-/// What happened to a Job.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// What happened to a Job (serialised as the `--json` output of `mlops k8s run`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 #[non_exhaustive]
 pub struct RunOutcome {
     /// Whether the Job completed.
@@ -235,8 +235,8 @@ const MAX_WATCH_ERRORS: u32 = 5;
 
 #[derive(Debug)]
 enum Update {
-    Job(Job),
-    Pod(Pod),
+    Job(Box<Job>),
+    Pod(Box<Pod>),
     PodGone(String),
     Error {
         resource: &'static str,
@@ -298,7 +298,9 @@ pub async fn run_job(
     )
     .default_backoff()
     .map(|ev| match ev {
-        Ok(watcher::Event::Apply(j) | watcher::Event::InitApply(j)) => vec![Update::Job(j)],
+        Ok(watcher::Event::Apply(j) | watcher::Event::InitApply(j)) => {
+            vec![Update::Job(Box::new(j))]
+        }
         Ok(_) => Vec::new(),
         Err(error) => vec![Update::Error {
             resource: "jobs.batch",
@@ -311,7 +313,9 @@ pub async fn run_job(
     )
     .default_backoff()
     .map(|ev| match ev {
-        Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => vec![Update::Pod(p)],
+        Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+            vec![Update::Pod(Box::new(p))]
+        }
         Ok(watcher::Event::Delete(p)) => vec![Update::PodGone(p.metadata.name.unwrap_or_default())],
         Ok(_) => Vec::new(),
         Err(error) => vec![Update::Error {
@@ -330,10 +334,10 @@ pub async fn run_job(
     let verdict = loop {
         tokio::select! {
             update = updates.next() => match update {
-                Some(Update::Job(j)) => state.job = Some(j),
+                Some(Update::Job(j)) => state.job = Some(*j),
                 Some(Update::Pod(p)) => {
                     errors.remove("pods");
-                    state.observe_pod(p);
+                    state.observe_pod(*p);
                 }
                 Some(Update::PodGone(p)) => { state.pods.remove(&p); }
                 Some(Update::Error { resource, error }) => {
@@ -359,13 +363,13 @@ pub async fn run_job(
             delete_job(&jobs, &name, &namespace, url).await?;
             return Err(Error::Cancelled);
         }
-        if log_task.is_none() {
-            if let Some(pod) = state.started_pod() {
-                log_task = Some((
-                    pod.clone(),
-                    tokio::spawn(stream_log(pods.clone(), pod, options.clone())),
-                ));
-            }
+        if log_task.is_none()
+            && let Some(pod) = state.started_pod()
+        {
+            log_task = Some((
+                pod.clone(),
+                tokio::spawn(stream_log(pods.clone(), pod, options.clone())),
+            ));
         }
         if let Some(v) = state.verdict() {
             break Ok(v);
@@ -740,14 +744,14 @@ fn pod_problems(pod: &Pod) -> Vec<(String, Option<String>)> {
         .flatten()
         .chain(status.container_statuses.iter().flatten())
     {
-        if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) {
-            if let Some(reason) = w.reason.as_deref().filter(|r| FATAL.contains(r)) {
-                let message = w
-                    .message
-                    .clone()
-                    .map(|m| format!("container {}: {m}", c.name));
-                out.push((reason.to_owned(), message));
-            }
+        if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref())
+            && let Some(reason) = w.reason.as_deref().filter(|r| FATAL.contains(r))
+        {
+            let message = w
+                .message
+                .clone()
+                .map(|m| format!("container {}: {m}", c.name));
+            out.push((reason.to_owned(), message));
         }
     }
     for cond in status.conditions.iter().flatten() {

@@ -5,6 +5,7 @@ pub(crate) mod check;
 pub(crate) mod data;
 pub(crate) mod evaluate;
 pub(crate) mod hooks;
+pub(crate) mod k8s;
 
 /// A stage that `mlops status` reports as out of date, and why.
 #[derive(Debug, serde::Serialize)]

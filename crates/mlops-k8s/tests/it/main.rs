@@ -1,6 +1,7 @@
 //! Integration tests of mlops-k8s: manifests (snapshots), the runner against the in-process fake
 //! API server (every scripted lifecycle), connection errors, and the fake server's own API shapes.
 
+#![allow(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
 mod fake_api;
 mod render;
 mod runner;
