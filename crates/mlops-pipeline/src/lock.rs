@@ -60,13 +60,13 @@ pub struct LockEntry {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, String>,
     /// Dependencies as hashed before the run (and checked unchanged after it).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deps: Vec<LockedPath>,
     /// Outputs as produced, cached by hash.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outs: Vec<LockedPath>,
     /// Metric files with their values.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<LockedMetric>,
 }
 

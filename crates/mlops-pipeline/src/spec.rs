@@ -93,7 +93,7 @@ impl Spec {
             }
             Err(e) => return Err(Error::io(path, e)),
         };
-        Self::parse(root, &path, &text)
+        Self::parse(root, Path::new(SPEC_FILE), &text)
     }
 
     /// Parses the text of an `mlops.toml`; `file` is used in messages.

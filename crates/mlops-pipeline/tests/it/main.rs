@@ -1,5 +1,8 @@
 //! The public API of mlops-pipeline end to end: real `sh -c` stages in temporary repositories.
-#![allow(clippy::unwrap_used, reason = "test helpers outside #[test] functions panic on setup failures")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions panic on setup failures"
+)]
 
 use std::path::Path;
 use std::sync::Mutex;
