@@ -78,6 +78,8 @@ enum Command {
     Check(commands::check::CheckArgs),
     /// Compute model-quality metrics and judge the gates ([gates.NAME] in mlops.toml).
     Evaluate(commands::evaluate::EvaluateArgs),
+    #[command(flatten)]
+    Pipeline(commands::pipeline::Command),
     /// Guardrails: large files, secrets, conflicts, syntax, whitespace, notebooks, stale pointers.
     #[command(subcommand)]
     Hooks(commands::hooks::Command),
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
         Command::Data(cmd) => commands::data::run(cmd, &cli.global),
         Command::Check(args) => commands::check::run(args, &cli.global),
         Command::Evaluate(args) => commands::evaluate::run(args, &cli.global),
+        Command::Pipeline(cmd) => commands::pipeline::run(cmd, &cli.global),
         Command::Hooks(cmd) => commands::hooks::run(cmd, &cli.global),
         Command::K8s(cmd) => commands::k8s::run(cmd, &cli.global),
     };

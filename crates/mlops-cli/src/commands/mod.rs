@@ -6,6 +6,7 @@ pub(crate) mod data;
 pub(crate) mod evaluate;
 pub(crate) mod hooks;
 pub(crate) mod k8s;
+pub(crate) mod pipeline;
 
 /// A stage that `mlops status` reports as out of date, and why.
 #[derive(Debug, serde::Serialize)]
