@@ -8,6 +8,7 @@
 mod bench;
 mod ci;
 mod demo;
+mod e2e_k8s;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ enum Task {
     },
     /// Benchmarks against the peer tools; AREA is one of cas, pipeline, dataq, metrics, hooks.
     Bench(bench::BenchArgs),
+    /// The Kubernetes runner's scenarios against the real cluster KUBECONFIG points at.
+    E2eK8s(e2e_k8s::E2eArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         Task::Ci => ci::run(),
         Task::Demo { keep } => demo::run(keep),
         Task::Bench(args) => bench::run(&args),
+        Task::E2eK8s(args) => e2e_k8s::run(&args),
     }
 }
