@@ -130,8 +130,10 @@ impl Executor for LocalExecutor {
         let pid = child.id();
         let prefix = job.parallel.then(|| format!("{} | ", job.name));
         let sink = self.sink.clone();
-        let pump = std::thread::spawn(move || {
-            let mut log = std::io::BufWriter::new(log);
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+        std::thread::spawn(move || {
+            // Unbuffered: the log is complete even if a background process keeps the pipe open.
+            let mut log = log;
             let mut reader = BufReader::new(reader);
             let mut line = Vec::new();
             loop {
@@ -151,15 +153,33 @@ impl Executor for LocalExecutor {
                     }
                 }
             }
-            log.flush()
+            let _ = done_tx.send(log.flush());
         });
-        let mut pause = Duration::from_micros(50);
+        // The output reaching end-of-file is the prompt signal that the command is done; the
+        // timeout ticks check for Ctrl-C and for a command that exited while something it started
+        // in the background still holds its output open.
+        let tick = Duration::from_millis(20);
         let mut cancelled_at: Option<Instant> = None;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) => {}
-                Err(e) => return Err(runtime(job, "waiting for the command".into(), e)),
+        let mut exited: Option<(std::process::ExitStatus, Instant)> = None;
+        let log_result = loop {
+            match done_rx.recv_timeout(tick) {
+                Ok(result) => break Some(result),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break None,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if exited.is_none() {
+                match child.try_wait() {
+                    Ok(Some(status)) => exited = Some((status, Instant::now())),
+                    Ok(None) => {}
+                    Err(e) => return Err(runtime(job, "waiting for the command".into(), e)),
+                }
+            }
+            if let Some((_, at)) = exited
+                && (cancelled_at.is_some() || at.elapsed() > Duration::from_secs(1))
+            {
+                // Background processes keep the output open; stop reading it.
+                tracing::warn!(stage = %job.name, "the command exited but its output is still open; not waiting for it");
+                break Some(Ok(()));
             }
             if cancel.is_cancelled() {
                 match cancelled_at {
@@ -176,32 +196,33 @@ impl Executor for LocalExecutor {
                     Some(_) => {}
                 }
             }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
         };
-        if cancelled_at.is_some() {
-            // Leftovers of the group may still hold the pipe; make sure they are gone.
+        let status = match exited {
+            Some((status, _)) => status,
+            None => child
+                .wait()
+                .map_err(|e| runtime(job, "waiting for the command".into(), e))?,
+        };
+        if cancelled_at.is_some() || cancel.is_cancelled() && !status.success() {
+            // Leftovers of the group may still run; make sure they are gone.
             signal_group(pid, "-KILL");
-        }
-        let log_result = pump.join();
-        if cancelled_at.is_some() {
             return Err(ExecError::Cancelled {
                 stage: job.name.clone(),
             });
         }
         match log_result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
                 return Err(runtime(
                     job,
                     format!("writing {}", job.log_path.display()),
                     e,
                 ));
             }
-            Err(_) => {
+            None => {
                 return Err(ExecError::Runtime {
                     stage: job.name.clone(),
-                    message: "the output reader panicked".into(),
+                    message: "the output reader stopped unexpectedly".into(),
                     source: None,
                 });
             }
@@ -279,6 +300,26 @@ mod tests {
             .unwrap();
         assert_eq!(rec.exit_code, Some(7));
         assert!(!rec.succeeded());
+    }
+
+    #[test]
+    fn a_background_process_holding_the_output_does_not_block_the_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = Instant::now();
+        let rec = LocalExecutor::new()
+            .run(
+                &job(dir.path(), "sleep 4 & echo started"),
+                &CancelToken::new(),
+            )
+            .unwrap();
+        assert!(rec.succeeded());
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        let log = std::fs::read_to_string(dir.path().join(".mlops/logs/s.log")).unwrap();
+        assert_eq!(log, "started\n");
     }
 
     #[test]
