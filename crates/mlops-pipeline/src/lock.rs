@@ -150,7 +150,9 @@ impl LockFile {
 pub struct LockWriter {
     path: PathBuf,
     entries: BTreeMap<String, LockEntry>,
-    chunks: BTreeMap<String, String>,
+    /// Serialised tables; `None` until the first write needs it (a `repro` with nothing to do
+    /// never serialises anything).
+    chunks: std::cell::RefCell<BTreeMap<String, Option<String>>>,
 }
 
 #[derive(Serialize)]
@@ -174,14 +176,15 @@ impl LockWriter {
     /// A writer for `ROOT/mlops.lock` starting from `lock` (entries of stages no longer declared
     /// should be dropped by the caller first).
     pub fn new(root: &Path, lock: LockFile) -> Result<Self> {
-        let mut chunks = BTreeMap::new();
-        for (name, entry) in &lock.stages {
-            chunks.insert(name.clone(), chunk(name, entry)?);
-        }
+        let chunks = lock
+            .stages
+            .keys()
+            .map(|name| (name.clone(), None))
+            .collect();
         Ok(Self {
             path: root.join(LOCK_FILE),
             entries: lock.stages,
-            chunks,
+            chunks: std::cell::RefCell::new(chunks),
         })
     }
 
@@ -192,7 +195,9 @@ impl LockWriter {
 
     /// Records `entry` for stage `name` and rewrites the file.
     pub fn set(&mut self, name: &str, entry: LockEntry) -> Result<()> {
-        self.chunks.insert(name.to_owned(), chunk(name, &entry)?);
+        self.chunks
+            .get_mut()
+            .insert(name.to_owned(), Some(chunk(name, &entry)?));
         self.entries.insert(name.to_owned(), entry);
         self.write()
     }
@@ -200,7 +205,7 @@ impl LockWriter {
     /// Forgets stage `name` (its last run is no longer valid) and rewrites the file if it changed.
     pub fn remove(&mut self, name: &str) -> Result<()> {
         self.entries.remove(name);
-        if self.chunks.remove(name).is_some() {
+        if self.chunks.get_mut().remove(name).is_some() {
             self.write()
         } else {
             Ok(())
@@ -209,11 +214,25 @@ impl LockWriter {
 
     /// Writes the file: a temporary file beside it, then a rename.
     pub fn write(&self) -> Result<()> {
-        let size = HEADER.len() + 16 + self.chunks.values().map(|c| c.len() + 1).sum::<usize>();
+        let mut chunks = self.chunks.borrow_mut();
+        for (name, c) in chunks.iter_mut() {
+            if c.is_none()
+                && let Some(entry) = self.entries.get(name)
+            {
+                *c = Some(chunk(name, entry)?);
+            }
+        }
+        let size = HEADER.len()
+            + 16
+            + chunks
+                .values()
+                .flatten()
+                .map(|c| c.len() + 1)
+                .sum::<usize>();
         let mut text = String::with_capacity(size);
         text.push_str(HEADER);
         text.push_str(&format!("version = {LOCK_VERSION}\n"));
-        for c in self.chunks.values() {
+        for c in chunks.values().flatten() {
             text.push('\n');
             text.push_str(c);
         }
