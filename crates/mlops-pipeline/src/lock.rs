@@ -320,6 +320,31 @@ mod tests {
         assert!(lock.stages.contains_key("train@lr=0.1,depth=4"));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn any_names_and_commands_round_trip(
+            stages in proptest::collection::btree_map("[a-z][a-z0-9_.@=,-]{0,12}", "\\PC{0,40}", 1..6),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut w = LockWriter::new(dir.path(), LockFile::default()).unwrap();
+            for (name, cmd) in &stages {
+                w.set(name, entry(cmd)).unwrap();
+            }
+            let lock = LockFile::load(dir.path()).unwrap();
+            proptest::prop_assert_eq!(lock.stages.len(), stages.len());
+            for (name, cmd) in &stages {
+                proptest::prop_assert_eq!(&lock.stages[name], &entry(cmd));
+            }
+        }
+
+        #[test]
+        fn parse_never_panics(text in "\\PC{0,200}") {
+            let _ = LockFile::parse(Path::new("mlops.lock"), &text);
+        }
+    }
+
     #[test]
     fn malformed_lock_names_line_and_column() {
         let e = LockFile::parse(
