@@ -56,15 +56,53 @@ impl Default for CsvOptions {
 
 /// One file of a dataset.
 #[derive(Debug)]
-struct DataFile {
-    path: PathBuf,
-    kind: FileKind,
+pub(crate) struct DataFile {
+    pub(crate) path: PathBuf,
+    pub(crate) kind: FileKind,
 }
 
 #[derive(Debug)]
-enum FileKind {
+pub(crate) enum FileKind {
     Parquet(ArrowReaderMetadata),
-    Csv { delimiter: u8 },
+    Csv {
+        delimiter: u8,
+    },
+    /// A file in an object store (`s3://…`, `file://…`), read through `object_store`.
+    #[cfg(feature = "object-store")]
+    Remote(crate::remote::RemoteFile),
+}
+
+impl FileKind {
+    fn parquet_meta(&self) -> Option<&ArrowReaderMetadata> {
+        match self {
+            Self::Parquet(m) => Some(m),
+            #[cfg(feature = "object-store")]
+            Self::Remote(r) => r.parquet.as_ref(),
+            Self::Csv { .. } => None,
+        }
+    }
+}
+
+/// Whether `location` is a URL (`scheme://…`) rather than a local path.
+fn is_url(location: &str) -> bool {
+    location.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.len() > 1
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+')
+    })
+}
+
+#[cfg(feature = "object-store")]
+fn open_url(location: &str, csv: &CsvOptions) -> Result<Vec<(DataFile, SchemaRef, Format)>> {
+    crate::remote::open(location, csv)
+}
+
+#[cfg(not(feature = "object-store"))]
+fn open_url(location: &str, _csv: &CsvOptions) -> Result<Vec<(DataFile, SchemaRef, Format)>> {
+    Err(Error::Config(format!(
+        "{location}: object-store URLs need mlops-dataq built with the `object-store` (or `s3`) feature"
+    )))
 }
 
 /// A piece of a dataset read independently: one Parquet row group or one whole CSV file.
@@ -90,24 +128,26 @@ impl Dataset {
     ///
     /// Fails when nothing matches, a file is unreadable, or the files disagree on their schema.
     pub fn open(location: &str, base: &Path, csv: &CsvOptions) -> Result<Self> {
-        let paths = resolve(location, base)?;
-        let mut files = Vec::with_capacity(paths.len());
-        let mut schema: Option<SchemaRef> = None;
-        let mut format = None;
-        for path in paths {
-            let (file, file_schema, file_format) = open_file(&path, csv)?;
-            match &schema {
-                None => {
-                    schema = Some(file_schema);
-                    format = Some(file_format);
-                }
-                Some(first) => {
-                    if !same_columns(first, &file_schema) || format != Some(file_format) {
+        let opened: Vec<(DataFile, SchemaRef, Format)> = if is_url(location) {
+            open_url(location, csv)?
+        } else {
+            resolve(location, base)?
+                .iter()
+                .map(|p| open_file(p, csv))
+                .collect::<Result<_>>()?
+        };
+        let mut files: Vec<DataFile> = Vec::with_capacity(opened.len());
+        let mut first: Option<(SchemaRef, Format)> = None;
+        for (file, file_schema, file_format) in opened {
+            match &first {
+                None => first = Some((file_schema, file_format)),
+                Some((schema, format)) => {
+                    if !same_columns(schema, &file_schema) || *format != file_format {
                         return Err(Error::SchemaMismatch {
-                            path,
+                            path: file.path,
                             first: files
                                 .first()
-                                .map(|f: &DataFile| f.path.display().to_string())
+                                .map(|f| f.path.display().to_string())
                                 .unwrap_or_default(),
                         });
                     }
@@ -115,7 +155,7 @@ impl Dataset {
             }
             files.push(file);
         }
-        let (Some(schema), Some(format)) = (schema, format) else {
+        let Some((schema, format)) = first else {
             return Err(Error::NotFound(location.to_owned()));
         };
         Ok(Self {
@@ -150,8 +190,8 @@ impl Dataset {
     pub(crate) fn units(&self) -> Vec<Unit> {
         let mut units = Vec::new();
         for (i, file) in self.files.iter().enumerate() {
-            match &file.kind {
-                FileKind::Parquet(meta) => {
+            match file.kind.parquet_meta() {
+                Some(meta) => {
                     for rg in 0..meta.metadata().num_row_groups() {
                         units.push(Unit {
                             file: i,
@@ -159,7 +199,7 @@ impl Dataset {
                         });
                     }
                 }
-                FileKind::Csv { .. } => units.push(Unit {
+                None => units.push(Unit {
                     file: i,
                     row_group: None,
                 }),
@@ -170,10 +210,8 @@ impl Dataset {
 
     /// The number of rows of a unit when the file's metadata knows it (Parquet).
     pub(crate) fn unit_rows(&self, unit: Unit) -> Option<u64> {
-        match (&self.files[unit.file].kind, unit.row_group) {
-            (FileKind::Parquet(meta), Some(rg)) => {
-                u64::try_from(meta.metadata().row_group(rg).num_rows()).ok()
-            }
+        match (self.files[unit.file].kind.parquet_meta(), unit.row_group) {
+            (Some(meta), Some(rg)) => u64::try_from(meta.metadata().row_group(rg).num_rows()).ok(),
             _ => None,
         }
     }
@@ -185,7 +223,7 @@ impl Dataset {
 
     /// Parquet statistics of `column` in a unit: what the footer says without decoding.
     pub(crate) fn unit_stats(&self, unit: Unit, column: &str) -> Option<ColumnStats> {
-        let (FileKind::Parquet(meta), Some(rg)) = (&self.files[unit.file].kind, unit.row_group)
+        let (Some(meta), Some(rg)) = (self.files[unit.file].kind.parquet_meta(), unit.row_group)
         else {
             return None;
         };
@@ -234,12 +272,19 @@ impl Dataset {
             idx.dedup();
             idx
         });
-        let handle = File::open(&file.path).map_err(|source| Error::Io {
-            path: file.path.clone(),
-            source,
-        })?;
+        let open_local = || {
+            File::open(&file.path).map_err(|source| Error::Io {
+                path: file.path.clone(),
+                source,
+            })
+        };
         match &file.kind {
+            #[cfg(feature = "object-store")]
+            FileKind::Remote(remote) => {
+                crate::remote::scan(remote, &self.schema, unit.row_group, indices, BATCH_SIZE, f)?;
+            }
             FileKind::Parquet(meta) => {
+                let handle = open_local()?;
                 let mut builder =
                     ParquetRecordBatchReaderBuilder::new_with_metadata(handle, meta.clone())
                         .with_batch_size(BATCH_SIZE);
@@ -260,6 +305,7 @@ impl Dataset {
                 }
             }
             FileKind::Csv { delimiter } => {
+                let handle = open_local()?;
                 let mut builder = arrow::csv::ReaderBuilder::new(Arc::clone(&self.schema))
                     .with_header(true)
                     .with_delimiter(*delimiter)
@@ -298,7 +344,7 @@ fn exact_f64(v: i64) -> Option<f64> {
     (v.unsigned_abs() <= (1u64 << 53)).then_some(v as f64)
 }
 
-fn arrow_error(path: &Path, err: ArrowError) -> Error {
+pub(crate) fn arrow_error(path: &Path, err: ArrowError) -> Error {
     match err {
         ArrowError::CsvError(message) => Error::Csv {
             path: path.to_owned(),
@@ -367,11 +413,11 @@ fn same_columns(a: &Schema, b: &Schema) -> bool {
             .all(|(x, y)| x.name() == y.name() && x.data_type() == y.data_type())
 }
 
-fn is_glob(s: &str) -> bool {
+pub(crate) fn is_glob(s: &str) -> bool {
     s.contains(['*', '?', '[', '{'])
 }
 
-fn is_data_file(path: &Path) -> bool {
+pub(crate) fn is_data_file(path: &Path) -> bool {
     matches!(
         path.extension()
             .and_then(|e| e.to_str())
@@ -483,20 +529,40 @@ fn open_file(path: &Path, csv: &CsvOptions) -> Result<(DataFile, SchemaRef, Form
             Format::Parquet,
         ));
     }
-    let delimiter = csv.delimiter.unwrap_or(if ext.as_deref() == Some("tsv") {
-        b'\t'
-    } else {
-        b','
-    });
+    let delimiter = csv_delimiter(csv, ext.as_deref());
     let handle = File::open(path).map_err(|source| Error::Io {
         path: path.to_owned(),
         source,
     })?;
+    let schema = csv_schema(path, std::io::BufReader::new(handle), delimiter, csv)?;
+    Ok((
+        DataFile {
+            path: path.to_owned(),
+            kind: FileKind::Csv { delimiter },
+        },
+        schema,
+        Format::Csv,
+    ))
+}
+
+/// The delimiter for a CSV file with extension `ext`.
+pub(crate) fn csv_delimiter(csv: &CsvOptions, ext: Option<&str>) -> u8 {
+    csv.delimiter
+        .unwrap_or(if ext == Some("tsv") { b'\t' } else { b',' })
+}
+
+/// The schema of a CSV file: inferred from its first records, overridden by declared types.
+pub(crate) fn csv_schema(
+    path: &Path,
+    reader: impl std::io::Read,
+    delimiter: u8,
+    csv: &CsvOptions,
+) -> Result<SchemaRef> {
     let format = arrow::csv::reader::Format::default()
         .with_header(true)
         .with_delimiter(delimiter);
     let (inferred, _) = format
-        .infer_schema(std::io::BufReader::new(handle), csv.infer_rows)
+        .infer_schema(reader, csv.infer_rows)
         .map_err(|e| arrow_error(path, e))?;
     if inferred.fields().is_empty() {
         return Err(Error::Csv {
@@ -524,13 +590,5 @@ fn open_file(path: &Path, csv: &CsvOptions) -> Result<(DataFile, SchemaRef, Form
             None => f.as_ref().clone().with_nullable(true),
         })
         .collect();
-    let schema = Arc::new(Schema::new(fields));
-    Ok((
-        DataFile {
-            path: path.to_owned(),
-            kind: FileKind::Csv { delimiter },
-        },
-        schema,
-        Format::Csv,
-    ))
+    Ok(Arc::new(Schema::new(fields)))
 }

@@ -493,13 +493,13 @@ impl Check {
                     nums,
                     strs,
                     numeric,
-                    ..
+                    floating,
                 },
                 State::Rows(st),
             ) => {
                 let arr = col(c)?;
                 st.checked += arr.len() as u64;
-                if *numeric {
+                if *numeric && (*floating || !nums.is_empty()) {
                     let a = f64_view(&arr)?;
                     for i in 0..a.len() {
                         if a.is_null(i) {
@@ -990,6 +990,14 @@ fn scan(ds: &Dataset, checks: &[Check], cap: usize, use_stats: bool) -> Result<P
     let result = std::thread::scope(|s| {
         let merger = s.spawn(move || {
             let mut acc = empty();
+            // Size exact-uniqueness sets once from the row count the footers give (no rehashing).
+            if let Some(rows) = ds.rows_from_metadata() {
+                for (check, st) in checks.iter().zip(&mut acc.states) {
+                    if let (Check::Unique { int_fast: true, .. }, State::Unique(u)) = (check, st) {
+                        u.ints.reserve(usize::try_from(rows).unwrap_or(0));
+                    }
+                }
+            }
             let mut next = 0usize;
             let mut buffered: BTreeMap<usize, Partial> = BTreeMap::new();
             let mut first_err: Option<(usize, Error)> = None;

@@ -45,6 +45,8 @@ mod engine;
 mod error;
 mod infer;
 mod model;
+#[cfg(feature = "object-store")]
+mod remote;
 mod report;
 pub mod stats;
 mod suite;

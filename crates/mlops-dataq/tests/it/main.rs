@@ -8,6 +8,8 @@ mod drift;
 mod expectations;
 mod golden;
 mod readers;
+#[cfg(feature = "object-store")]
+mod remote;
 mod suites;
 
 use std::path::{Path, PathBuf};

@@ -109,7 +109,15 @@ fn inferred_suite_parses_and_passes_on_its_own_data() {
     assert!(text.contains("[checks.people]"), "{text}");
     assert!(text.contains("type = \"in_set\""), "{text}");
     assert!(
-        text.contains("values = [\"basic\", \"enterprise\", \"gold\", \"pro\"]"),
+        text.contains("column = \"churned\"\nvalues = [0, 1]"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("column = \"id\"\nvalues"),
+        "ids are not a set: {text}"
+    );
+    assert!(
+        text.contains("type = \"between\"\ncolumn = \"age\"\nmin = -3\nmax = 151"),
         "{text}"
     );
     let suites = parse_config(&testdata().join("mlops.toml"), &text).unwrap();
@@ -120,8 +128,8 @@ fn inferred_suite_parses_and_passes_on_its_own_data() {
         r.results.iter().filter(|x| !x.passed).collect::<Vec<_>>()
     );
     assert!(
-        !text.contains("column = \"age\"\n\n")
-            || text.contains("type = \"between\"\ncolumn = \"age\"")
+        !text.contains("type = \"not_null\"\ncolumn = \"age\""),
+        "age has a null: {text}"
     );
 }
 
