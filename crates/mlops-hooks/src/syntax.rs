@@ -71,9 +71,8 @@ fn strip_position(msg: &str) -> String {
 }
 
 fn check_yaml(data: &[u8]) -> Result<(), SyntaxError> {
-    use serde::Deserialize;
     for doc in serde_yaml::Deserializer::from_slice(data) {
-        if let Err(e) = serde_yaml::Value::deserialize(doc) {
+        if let Err(e) = doc.deserialize_any(StrictYaml) {
             let loc = e.location();
             let message = strip_position(&e.to_string());
             let mut line = loc.as_ref().map(|l| l.line());
@@ -211,6 +210,147 @@ impl<'de> Visitor<'de> for Strict {
     }
 }
 
+/// Walks any YAML value without building it, failing on a key repeated within one mapping
+/// (as serde_yaml's `Value` does, with the same message).
+struct StrictYaml;
+
+impl<'de> DeserializeSeed<'de> for StrictYaml {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(StrictYaml)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictYaml {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i128<E>(self, _: i128) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u128<E>(self, _: u128) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bytes<E>(self, _: &[u8]) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(StrictYaml)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(StrictYaml)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key_seed(YamlKey)? {
+            if let Some(key) = key
+                && !seen.insert(key.clone())
+            {
+                return Err(A::Error::custom(format!(
+                    "duplicate entry with key \"{}\"",
+                    key.1
+                )));
+            }
+            map.next_value_seed(StrictYaml)?;
+        }
+        Ok(())
+    }
+
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        use serde::de::VariantAccess;
+        // A tagged value (`!Ref name`): check what the tag applies to.
+        let (_, variant) = data.variant::<serde::de::IgnoredAny>()?;
+        variant.newtype_variant_seed(StrictYaml)
+    }
+}
+
+/// A mapping key: its text when scalar (`None` for a collection key, never a duplicate).
+struct YamlKey;
+
+impl<'de> DeserializeSeed<'de> for YamlKey {
+    type Value = Option<(char, String)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<(char, String)>, D::Error> {
+        d.deserialize_any(YamlKey)
+    }
+}
+
+impl<'de> Visitor<'de> for YamlKey {
+    type Value = Option<(char, String)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping key")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Option<(char, String)>, E> {
+        Ok(Some(('b', v.to_string())))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Option<(char, String)>, E> {
+        Ok(Some(('i', v.to_string())))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Option<(char, String)>, E> {
+        Ok(Some(('i', v.to_string())))
+    }
+    fn visit_i128<E>(self, v: i128) -> Result<Option<(char, String)>, E> {
+        Ok(Some(('i', v.to_string())))
+    }
+    fn visit_u128<E>(self, v: u128) -> Result<Option<(char, String)>, E> {
+        Ok(Some(('i', v.to_string())))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Option<(char, String)>, E> {
+        Ok(Some(('f', v.to_string())))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Option<(char, String)>, E> {
+        Ok(Some(('s', v.to_owned())))
+    }
+    fn visit_unit<E>(self) -> Result<Option<(char, String)>, E> {
+        Ok(Some(('n', "null".to_owned())))
+    }
+    fn visit_none<E>(self) -> Result<Option<(char, String)>, E> {
+        Ok(Some(('n', "null".to_owned())))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<(char, String)>, A::Error> {
+        StrictYaml.visit_seq(seq).map(|()| None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<(char, String)>, A::Error> {
+        StrictYaml.visit_map(map).map(|()| None)
+    }
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(
+        self,
+        data: A,
+    ) -> Result<Option<(char, String)>, A::Error> {
+        StrictYaml.visit_enum(data).map(|()| None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +385,14 @@ mod tests {
     #[test]
     fn yaml_checks_every_document_and_rejects_duplicates() {
         assert!(check(Format::Yaml, b"a: 1\n---\nb: !Ref x\n").is_ok());
+        assert!(
+            check(
+                Format::Yaml,
+                b"? [1, 2]\n: x\n1: a\n\"1\": b\nn: !Sub {a: 1}\nx: &a [1]\ny: *a\n"
+            )
+            .is_ok()
+        );
+        assert!(check(Format::Yaml, b"").is_ok());
         let e = err(Format::Yaml, "a: 1\n---\nb: [1, 2\n");
         assert_eq!(e.line, Some(4));
         let e = err(Format::Yaml, "a: 1\na: 2\n");
