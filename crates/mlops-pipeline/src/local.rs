@@ -4,6 +4,7 @@
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,7 +110,12 @@ impl Executor for LocalExecutor {
         let mut child = {
             // The command holds the pipe's write ends: drop it right after spawning so the reader
             // sees end-of-file when the command exits.
-            let mut cmd = Command::new("sh");
+            // An absolute path: no search through PATH for every stage.
+            let mut cmd = Command::new(if Path::new("/bin/sh").exists() {
+                "/bin/sh"
+            } else {
+                "sh"
+            });
             cmd.arg("-c")
                 .arg(&job.cmd)
                 .current_dir(&job.wdir)

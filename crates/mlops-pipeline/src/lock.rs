@@ -153,7 +153,13 @@ pub struct LockWriter {
     /// Serialised tables; `None` until the first write needs it (a `repro` with nothing to do
     /// never serialises anything).
     chunks: std::cell::RefCell<BTreeMap<String, Option<String>>>,
+    /// Entries recorded with [`record`](Self::record) but not yet written.
+    dirty: bool,
+    last_write: Option<std::time::Instant>,
 }
+
+/// [`LockWriter::record`] rewrites the file at most this often; [`LockWriter::finish`] writes the rest.
+const WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
 #[derive(Serialize)]
 struct OneStage<'a> {
@@ -185,6 +191,8 @@ impl LockWriter {
             path: root.join(LOCK_FILE),
             entries: lock.stages,
             chunks: std::cell::RefCell::new(chunks),
+            dirty: false,
+            last_write: None,
         })
     }
 
@@ -200,6 +208,37 @@ impl LockWriter {
             .insert(name.to_owned(), Some(chunk(name, &entry)?));
         self.entries.insert(name.to_owned(), entry);
         self.write()
+    }
+
+    /// Records `entry` for stage `name`, rewriting the file if the last write is more than 50 ms
+    /// old. Long pipelines of short stages thus rewrite the file a few times a second rather than
+    /// once per stage; [`finish`](Self::finish) writes what is left. (A crash in between loses
+    /// at most those 50 ms of records, and the run-cache still has them.)
+    pub fn record(&mut self, name: &str, entry: LockEntry) -> Result<()> {
+        self.chunks
+            .get_mut()
+            .insert(name.to_owned(), Some(chunk(name, &entry)?));
+        self.entries.insert(name.to_owned(), entry);
+        self.dirty = true;
+        if self
+            .last_write
+            .is_none_or(|t| t.elapsed() >= WRITE_INTERVAL)
+        {
+            self.write_now()?;
+        }
+        Ok(())
+    }
+
+    /// Writes entries recorded since the last write, if any.
+    pub fn finish(&mut self) -> Result<()> {
+        if self.dirty { self.write_now() } else { Ok(()) }
+    }
+
+    fn write_now(&mut self) -> Result<()> {
+        self.write()?;
+        self.dirty = false;
+        self.last_write = Some(std::time::Instant::now());
+        Ok(())
     }
 
     /// Forgets stage `name` (its last run is no longer valid) and rewrites the file if it changed.
@@ -309,6 +348,33 @@ mod tests {
         assert!(text.starts_with("# mlops.lock"), "{text}");
         // no temporary files left behind
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn record_batches_writes_and_finish_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LockWriter::new(dir.path(), LockFile::default()).unwrap();
+        w.record("a", entry("first")).unwrap();
+        assert_eq!(
+            LockFile::load(dir.path()).unwrap().stages.len(),
+            1,
+            "the first record writes at once"
+        );
+        w.record("b", entry("second")).unwrap();
+        assert_eq!(
+            LockFile::load(dir.path()).unwrap().stages.len(),
+            1,
+            "within 50 ms: deferred"
+        );
+        w.finish().unwrap();
+        assert_eq!(LockFile::load(dir.path()).unwrap().stages.len(), 2);
+        std::thread::sleep(WRITE_INTERVAL);
+        w.record("c", entry("third")).unwrap();
+        assert_eq!(
+            LockFile::load(dir.path()).unwrap().stages.len(),
+            3,
+            "after 50 ms: written"
+        );
     }
 
     #[test]

@@ -378,7 +378,11 @@ pub(crate) fn repro(
                     restored,
                     ms,
                 } => {
-                    writer.set(&name, *entry)?;
+                    if let Err(e) = writer.record(&name, *entry) {
+                        // Stop cleanly; the error is reported at the end.
+                        first_error.get_or_insert(e);
+                        stop = true;
+                    }
                     finished += 1;
                     let action = if restored {
                         Action::Restored
@@ -444,6 +448,7 @@ pub(crate) fn repro(
         }
         Ok(())
     })?;
+    writer.finish()?;
 
     for &i in dag.order() {
         if mask[i] && !handled[i] {
