@@ -20,6 +20,8 @@ pub(crate) const TMP_DIR: &str = "tmp";
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
+    /// Which `blake3/<2 hex>` folders this process has already made sure exist.
+    shards_made: std::sync::Arc<[std::sync::atomic::AtomicBool; 256]>,
 }
 
 /// How an object came to be in the cache.
@@ -27,14 +29,24 @@ pub struct Cache {
 pub enum Ingest {
     /// It was already there.
     Present,
-    /// It was added by this kind of link or copy.
-    Added(LinkKind),
+    /// It was added by this kind of link or copy; `stamp` is the object's (verified) stamp.
+    Added {
+        /// How it was put into the cache.
+        kind: LinkKind,
+        /// The object's stamp right after it was added.
+        stamp: Stamp,
+    },
 }
 
 impl Cache {
     /// A cache rooted at `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            shards_made: std::sync::Arc::new(
+                [const { std::sync::atomic::AtomicBool::new(false) }; 256],
+            ),
+        }
     }
 
     /// The cache's root folder.
@@ -74,31 +86,27 @@ impl Cache {
         order: &[LinkKind],
     ) -> Result<Ingest> {
         let dest = self.object_path(hash);
-        if dest.is_file() {
-            return Ok(Ingest::Present);
-        }
-        let dir = fsutil::parent_of(&dest);
-        std::fs::create_dir_all(dir).at(dir)?;
-        // Hard links are atomic and land at the final name directly; other kinds go through a
-        // temporary name so a crash never leaves a partial object.
-        let kind = if order.first() == Some(&LinkKind::Hardlink)
-            || !order.contains(&LinkKind::Reflink) && order.contains(&LinkKind::Hardlink)
-        {
-            match fsutil::link_or_copy(src, &dest, &[LinkKind::Hardlink]) {
-                Ok(k) => k,
-                Err(Error::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
-                {
+        self.ensure_shard(hash)?;
+        // Hard links are atomic and land at the final name directly (EEXIST = already there);
+        // other kinds go through a temporary name so a crash never leaves a partial object.
+        let kind = if fsutil::first_usable(order) == Some(LinkKind::Hardlink) {
+            match std::fs::hard_link(src, &dest) {
+                Ok(()) => LinkKind::Hardlink,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     return Ok(Ingest::Present);
                 }
                 Err(_) => self.ingest_via_temp(src, &dest, hash, order)?,
             }
         } else {
+            if dest.is_file() {
+                return Ok(Ingest::Present);
+            }
             self.ingest_via_temp(src, &dest, hash, order)?
         };
         // The source must not have changed between hashing and linking (for a hard link it is the
         // object itself).
-        let now = Stamp::of(&std::fs::metadata(src).at(src)?);
+        let meta = std::fs::metadata(src).at(src)?;
+        let now = Stamp::of(&meta);
         if now.size != stamp.size || now.mtime_ns != stamp.mtime_ns {
             let _ = std::fs::remove_file(&dest);
             return Err(Error::Invalid(format!(
@@ -106,8 +114,31 @@ impl Cache {
                 src.display()
             )));
         }
-        fsutil::set_readonly(&dest)?;
-        Ok(Ingest::Added(kind))
+        let object_stamp = if kind == LinkKind::Hardlink {
+            fsutil::set_readonly_mode(&dest, &meta)?;
+            now
+        } else {
+            fsutil::set_readonly(&dest)?;
+            Stamp::of(&std::fs::metadata(&dest).at(&dest)?)
+        };
+        Ok(Ingest::Added {
+            kind,
+            stamp: object_stamp,
+        })
+    }
+
+    /// Creates the shard folder of `hash` once per process (cheap after the first call).
+    pub(crate) fn ensure_shard(&self, hash: &Hash) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let i = usize::from(hash.as_bytes()[0]);
+        if self.shards_made[i].load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let dest = self.object_path(hash);
+        let dir = fsutil::parent_of(&dest);
+        std::fs::create_dir_all(dir).at(dir)?;
+        self.shards_made[i].store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     fn ingest_via_temp(
@@ -212,6 +243,16 @@ impl Cache {
     /// # Errors
     /// [`Error::MissingObject`] or [`Error::Corrupt`]; I/O errors.
     pub fn verify(&self, hash: &Hash, stats: &StatCache, for_path: &Path) -> Result<()> {
+        self.verify_stamp(hash, stats, for_path).map(|_| ())
+    }
+
+    /// Like [`Cache::verify`], returning the object's stamp.
+    pub(crate) fn verify_stamp(
+        &self,
+        hash: &Hash,
+        stats: &StatCache,
+        for_path: &Path,
+    ) -> Result<Stamp> {
         let p = self.object_path(hash);
         let meta = match std::fs::metadata(&p) {
             Ok(m) => m,
@@ -225,7 +266,7 @@ impl Cache {
         };
         let stamp = Stamp::of(&meta);
         if stats.get(&p, &stamp) == Some(*hash) {
-            return Ok(());
+            return Ok(stamp);
         }
         let (actual, _) = hash_file_sized(&p)?;
         if actual != *hash {
@@ -237,7 +278,7 @@ impl Cache {
             });
         }
         stats.record(p, stamp, actual);
-        Ok(())
+        Ok(stamp)
     }
 
     /// Moves a corrupt object out of the way (to `corrupt/`), so a later fetch can bring a good

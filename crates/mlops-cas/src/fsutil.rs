@@ -26,6 +26,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Like [`write_atomic`] without the `fsync`: for caches, where losing the newest content on a
+/// power cut costs only a re-hash.
+pub(crate) fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = parent_of(path);
+    std::fs::create_dir_all(dir).at(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .at(dir)?;
+    tmp.write_all(bytes).at(path)?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
 /// The folder holding `path` (`.` for a bare file name).
 pub(crate) fn parent_of(path: &Path) -> &Path {
     match path.parent() {
@@ -38,6 +52,16 @@ pub(crate) fn parent_of(path: &Path) -> &Path {
 pub(crate) fn set_readonly(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).at(path)?;
+    let mode = meta.permissions().mode();
+    if mode & 0o222 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & !0o222)).at(path)?;
+    }
+    Ok(())
+}
+
+/// Like [`set_readonly`], with the metadata already at hand (saves a `stat`).
+pub(crate) fn set_readonly_mode(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode();
     if mode & 0o222 != 0 {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & !0o222)).at(path)?;
@@ -81,6 +105,15 @@ impl std::str::FromStr for LinkKind {
 static REFLINK_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 /// The same for hard links (cache and workspace on different file systems).
 static HARDLINK_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
+/// The first kind in `order` not yet known to be unsupported on this machine.
+pub(crate) fn first_usable(order: &[LinkKind]) -> Option<LinkKind> {
+    order.iter().copied().find(|k| match k {
+        LinkKind::Reflink => !REFLINK_UNSUPPORTED.load(Ordering::Relaxed),
+        LinkKind::Hardlink => !HARDLINK_UNSUPPORTED.load(Ordering::Relaxed),
+        LinkKind::Copy => true,
+    })
+}
 
 /// Creates `dest` (which must not exist) with the content of `src`, trying each kind of `order`
 /// in turn. Returns the kind used. A copy is made writable; links keep the source's mode.
@@ -169,7 +202,6 @@ pub(crate) fn replace_with(
     let dir = parent_of(dest);
     std::fs::create_dir_all(dir).at(dir)?;
     let tmp = temp_sibling(dest);
-    let _ = std::fs::remove_file(&tmp);
     let kind = link_or_copy(src, &tmp, order)?;
     if exec && kind == LinkKind::Copy {
         use std::os::unix::fs::PermissionsExt;
@@ -180,6 +212,30 @@ pub(crate) fn replace_with(
         return Err(Error::io(dest, e));
     }
     Ok(kind)
+}
+
+/// Puts `src`'s content at `dest` whose folder exists. When `dest` does not exist and hard links
+/// are the first usable kind, links straight to the final name (a link appears whole, so it is
+/// atomic); otherwise goes through a temporary name and a rename.
+///
+/// # Errors
+/// I/O errors naming `dest`.
+pub(crate) fn place(
+    src: &Path,
+    dest: &Path,
+    order: &[LinkKind],
+    exec: bool,
+    dest_exists: bool,
+) -> Result<LinkKind> {
+    if !dest_exists && first_usable(order) == Some(LinkKind::Hardlink) {
+        match std::fs::hard_link(src, dest) {
+            Ok(()) => return Ok(LinkKind::Hardlink),
+            Err(e) if is_unsupported(&e) => HARDLINK_UNSUPPORTED.store(true, Ordering::Relaxed),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(dest, e)),
+        }
+    }
+    replace_with(src, dest, order, exec)
 }
 
 /// A unique temporary name beside `path`: `.<name>.tmp-<pid>-<n>`.

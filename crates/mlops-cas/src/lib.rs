@@ -26,6 +26,7 @@ mod config;
 mod error;
 mod fsutil;
 mod hash;
+mod local_transfer;
 mod lock;
 mod manifest;
 mod object;

@@ -25,6 +25,9 @@ pub struct Remote {
     url: String,
     store: Arc<dyn ObjectStore>,
     prefix: StorePath,
+    /// For folder remotes: the folder. Transfers then use plain file operations on all cores
+    /// (the same atomic temp-and-rename the object store does, without an async hop per call).
+    local_root: Option<std::path::PathBuf>,
 }
 
 /// Retries within `object_store`'s HTTP clients: few and short, so an unreachable remote fails
@@ -59,6 +62,7 @@ impl Remote {
         let url = config.url.trim();
         let invalid = |msg: String| Error::Invalid(format!("remote `{name}` ({url}): {msg}"));
         let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        let mut local_root = None;
         let (store, prefix): (Arc<dyn ObjectStore>, StorePath) = match scheme.as_deref() {
             None | Some("file") => {
                 let path = match url.strip_prefix("file://") {
@@ -72,6 +76,7 @@ impl Remote {
                     )));
                 }
                 std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+                local_root = Some(path.canonicalize().map_err(|e| Error::io(&path, e))?);
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(&path)
                     .map_err(|e| invalid(e.to_string()))?;
                 (Arc::new(fs), StorePath::default())
@@ -91,6 +96,7 @@ impl Remote {
             url: url.to_owned(),
             store,
             prefix,
+            local_root,
         })
     }
 
@@ -102,6 +108,11 @@ impl Remote {
     /// The configured URL (holds no credentials).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The folder of a folder remote (`None` for object stores).
+    pub fn local_root(&self) -> Option<&Path> {
+        self.local_root.as_deref()
     }
 
     /// The underlying store.

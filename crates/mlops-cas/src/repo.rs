@@ -11,7 +11,7 @@ use crate::cache::{Cache, Ingest};
 use crate::config::{Config, write_initial};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, LinkKind, write_atomic};
-use crate::hash::{Hash, hash_file_sized};
+use crate::hash::Hash;
 use crate::lock::RepoLock;
 use crate::manifest::{Manifest, ManifestEntry};
 use crate::object::Object;
@@ -274,7 +274,7 @@ impl Repo {
         if let Some(h) = self.stats.get(abs, &stamp) {
             return Ok((h, stamp));
         }
-        let (h, _) = hash_file_sized(abs)?;
+        let h = crate::hash::hash_file_known_len(abs, meta.len())?;
         self.stats.record(abs.to_owned(), stamp, h);
         Ok((h, stamp))
     }
@@ -441,12 +441,13 @@ impl Repo {
     ) -> Result<u64> {
         match self.cache.ingest(path, hash, stamp, order)? {
             Ingest::Present => Ok(0),
-            Ingest::Added(_) => {
+            Ingest::Added {
+                stamp: object_stamp,
+                ..
+            } => {
                 // The object is verified content: remember its stamp so later checks only stat it.
-                let obj = self.cache.object_path(hash);
-                if let Ok(m) = std::fs::metadata(&obj) {
-                    self.stats.record(obj, Stamp::of(&m), *hash);
-                }
+                self.stats
+                    .record(self.cache.object_path(hash), object_stamp, *hash);
                 Ok(1)
             }
         }
@@ -632,18 +633,18 @@ impl Repo {
         }
         match self.objects_of(t) {
             Ok(objects) => {
-                for (hash, _) in objects {
-                    match self.cache.verify(&hash, &self.stats, &t.payload) {
-                        Ok(()) => {}
-                        Err(Error::MissingObject { .. }) => {
-                            changes.insert(Change::NotInCache);
-                        }
-                        Err(Error::Corrupt { .. }) => {
-                            changes.insert(Change::Corrupt);
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
+                let found: Vec<Option<Change>> = objects
+                    .par_iter()
+                    .map(
+                        |(hash, _)| match self.cache.verify(hash, &self.stats, &t.payload) {
+                            Ok(()) => Ok(None),
+                            Err(Error::MissingObject { .. }) => Ok(Some(Change::NotInCache)),
+                            Err(Error::Corrupt { .. }) => Ok(Some(Change::Corrupt)),
+                            Err(e) => Err(e),
+                        },
+                    )
+                    .collect::<Result<_>>()?;
+                changes.extend(found.into_iter().flatten());
             }
             Err(Error::MissingObject { .. }) => {
                 changes.insert(Change::NotInCache);
@@ -758,10 +759,14 @@ impl Repo {
             }
         }
         // Verify every object before touching the workspace: nothing corrupt is checked out.
-        manifest.entries.par_iter().try_for_each(|e| {
-            self.cache
-                .verify(&e.hash, &self.stats, &Manifest::join(&t.payload, e))
-        })?;
+        let stamps: Vec<Stamp> = manifest
+            .entries
+            .par_iter()
+            .map(|e| {
+                self.cache
+                    .verify_stamp(&e.hash, &self.stats, &Manifest::join(&t.payload, e))
+            })
+            .collect::<Result<_>>()?;
         let wanted: HashSet<&str> = manifest.entries.iter().map(|e| e.path.as_str()).collect();
         // Files in the folder that the manifest does not list.
         let extra: Vec<(String, PathBuf, std::fs::Metadata)> = if t.payload.is_dir() {
@@ -775,22 +780,55 @@ impl Repo {
         for (_, p, m) in &extra {
             self.guard_unsaved(p, m, force)?;
         }
+        // Folders first, once each, so the per-file work is one link (or copy) and one rename.
+        let mut dirs: Vec<PathBuf> = manifest
+            .entries
+            .iter()
+            .filter_map(|e| {
+                Manifest::join(&t.payload, e)
+                    .parent()
+                    .map(Path::to_path_buf)
+            })
+            .collect();
+        dirs.sort_unstable();
+        dirs.dedup();
+        for d in &dirs {
+            std::fs::create_dir_all(d).at(d)?;
+        }
         let written: u64 = manifest
             .entries
             .par_iter()
-            .map(|e| {
+            .zip(stamps.par_iter())
+            .map(|(e, object_stamp)| {
                 let dest = Manifest::join(&t.payload, e);
-                if let Ok(meta) = std::fs::metadata(&dest) {
-                    if meta.is_file() && self.hash_file_cached(&dest, &meta)?.0 == e.hash {
-                        return Ok(0);
+                let exists = match std::fs::symlink_metadata(&dest) {
+                    Ok(meta) => {
+                        if meta.is_file() && self.hash_file_cached(&dest, &meta)?.0 == e.hash {
+                            return Ok(0);
+                        }
+                        self.guard_unsaved(&dest, &meta, force)?;
+                        if meta.is_dir() {
+                            std::fs::remove_dir_all(&dest).at(&dest)?;
+                            false
+                        } else {
+                            true
+                        }
                     }
-                    self.guard_unsaved(&dest, &meta, force)?;
-                    if meta.is_dir() {
-                        std::fs::remove_dir_all(&dest).at(&dest)?;
-                    }
+                    Err(_) => false,
+                };
+                let kind = fsutil::place(
+                    &self.cache.object_path(&e.hash),
+                    &dest,
+                    order,
+                    e.exec,
+                    exists,
+                )?;
+                if kind == LinkKind::Hardlink {
+                    // Same inode as the verified object: its stamp is the file's stamp.
+                    self.stats.record(dest, *object_stamp, e.hash);
+                } else {
+                    self.record_checked_out(&dest, &e.hash);
                 }
-                fsutil::replace_with(&self.cache.object_path(&e.hash), &dest, order, e.exec)?;
-                self.record_checked_out(&dest, &e.hash);
                 Ok(1)
             })
             .try_reduce(|| 0, |a, b| Ok(a + b))?;

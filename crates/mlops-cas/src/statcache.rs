@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::error::Result;
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_atomic_unsynced;
 use crate::hash::Hash;
 
 /// What identifies a file's content version without reading it. (ctime is deliberately left
@@ -115,7 +115,7 @@ impl StatCache {
                 p
             ));
         }
-        write_atomic(&self.file, out.as_bytes())
+        write_atomic_unsynced(&self.file, out.as_bytes())
     }
 }
 

@@ -93,6 +93,7 @@ impl Repo {
             .collect();
         let mut report = rt.block_on(transfer::download(
             self.cache(),
+            self.stats(),
             remote,
             &manifests,
             &TransferOptions {
@@ -105,7 +106,13 @@ impl Repo {
             .into_iter()
             .filter(|(h, _)| !manifests.iter().any(|(m, _)| m == h))
             .collect();
-        let r = rt.block_on(transfer::download(self.cache(), remote, &files, options))?;
+        let r = rt.block_on(transfer::download(
+            self.cache(),
+            self.stats(),
+            remote,
+            &files,
+            options,
+        ))?;
         report.transferred += r.transferred;
         report.bytes += r.bytes;
         report.already_present += r.already_present;
@@ -123,7 +130,13 @@ impl Repo {
         options: &TransferOptions,
     ) -> Result<TransferReport> {
         let rt = transfer::runtime()?;
-        rt.block_on(transfer::download(self.cache(), remote, objects, options))
+        rt.block_on(transfer::download(
+            self.cache(),
+            self.stats(),
+            remote,
+            objects,
+            options,
+        ))
     }
 
     /// Fetch, then checkout.
@@ -167,7 +180,10 @@ impl Repo {
         all.sort_unstable();
         all.dedup();
         let rt = transfer::runtime()?;
-        let present = rt.block_on(transfer::remote_has(remote, &all, jobs))?;
+        let present = match remote.local_root() {
+            Some(root) => crate::local_transfer::has(root, &all)?,
+            None => rt.block_on(transfer::remote_has(remote, &all, jobs))?,
+        };
         for (t, objects) in per_path {
             if objects.iter().all(|(h, _)| present.contains(h)) {
                 continue;

@@ -243,7 +243,10 @@ pub async fn upload(
     options: &TransferOptions,
 ) -> Result<TransferReport> {
     let hashes: Vec<Hash> = objects.iter().map(|(h, _)| *h).collect();
-    let present = remote_has(remote, &hashes, options.jobs).await?;
+    let present = match remote.local_root() {
+        Some(root) => crate::local_transfer::has(root, &hashes)?,
+        None => remote_has(remote, &hashes, options.jobs).await?,
+    };
     let todo: Vec<(Hash, u64)> = objects
         .iter()
         .filter(|(h, _)| !present.contains(h))
@@ -253,6 +256,16 @@ pub async fn upload(
         cache.verify(h, stats, std::path::Path::new(&h.to_string()))?;
     }
     let counter = Counter::new(&todo, options.progress.clone());
+    if let Some(root) = remote.local_root() {
+        crate::local_transfer::upload(cache, root, &todo, options.jobs, &|size| {
+            counter.finished(size);
+        })?;
+        return Ok(TransferReport {
+            transferred: todo.len() as u64,
+            bytes: todo.iter().map(|(_, s)| s).sum(),
+            already_present: present.len() as u64,
+        });
+    }
     let results: Vec<Result<()>> = futures::stream::iter(todo.iter().copied())
         .map(|(hash, size)| {
             let counter = &counter;
@@ -328,6 +341,7 @@ async fn upload_one(cache: &Cache, remote: &Remote, hash: Hash, size: u64) -> Re
 /// remote errors after retries.
 pub async fn download(
     cache: &Cache,
+    stats: &StatCache,
     remote: &Remote,
     objects: &[(Hash, u64)],
     options: &TransferOptions,
@@ -338,6 +352,17 @@ pub async fn download(
         .copied()
         .collect();
     let already = (objects.len() - todo.len()) as u64;
+    if let Some(root) = remote.local_root() {
+        let counter = Counter::new(&todo, options.progress.clone());
+        crate::local_transfer::download(cache, stats, root, &todo, options.jobs, &|size| {
+            counter.finished(size);
+        })?;
+        return Ok(TransferReport {
+            transferred: todo.len() as u64,
+            bytes: todo.iter().map(|(_, s)| s).sum(),
+            already_present: already,
+        });
+    }
     let tmp_dir = cache.tmp_dir()?;
     let counter = Counter::new(&todo, options.progress.clone());
     let results: Vec<Result<()>> = futures::stream::iter(todo.iter().copied())
