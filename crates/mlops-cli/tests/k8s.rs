@@ -42,7 +42,11 @@ fn project(toml: &str) -> tempfile::TempDir {
 
 fn mlops(dir: &Path) -> Command {
     let mut c = Command::cargo_bin("mlops").unwrap();
-    c.arg("-C").arg(dir).env("NO_COLOR", "1").env_remove("RUST_LOG").env_remove("KUBECONFIG");
+    c.arg("-C")
+        .arg(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .env_remove("KUBECONFIG");
     c.env("HOME", dir.join("no-home"));
     c
 }
@@ -58,9 +62,15 @@ fn with_cluster(dir: &Path, cluster: &FakeCluster) -> Command {
 #[test]
 fn render_prints_a_deterministic_job() {
     let p = project(TOML);
-    let first = mlops(p.path()).args(["k8s", "render", "train"]).assert().success();
+    let first = mlops(p.path())
+        .args(["k8s", "render", "train"])
+        .assert()
+        .success();
     let yaml = String::from_utf8(first.get_output().stdout.clone()).unwrap();
-    let second = mlops(p.path()).args(["k8s", "render", "train"]).output().unwrap();
+    let second = mlops(p.path())
+        .args(["k8s", "render", "train"])
+        .output()
+        .unwrap();
     assert_eq!(yaml, String::from_utf8(second.stdout).unwrap());
     let job: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
     assert_eq!(job["kind"].as_str(), Some("Job"));
@@ -70,8 +80,13 @@ fn render_prints_a_deterministic_job() {
     let spec = &job["spec"];
     assert_eq!(spec["activeDeadlineSeconds"].as_i64(), Some(3600));
     let command = &spec["template"]["spec"]["containers"][0]["command"];
-    assert_eq!(serde_yaml::to_string(command).unwrap(), "- sh\n- -c\n- python train.py\n");
-    let deps = job["metadata"]["annotations"]["mlops.dev/deps"].as_str().unwrap();
+    assert_eq!(
+        serde_yaml::to_string(command).unwrap(),
+        "- sh\n- -c\n- python train.py\n"
+    );
+    let deps = job["metadata"]["annotations"]["mlops.dev/deps"]
+        .as_str()
+        .unwrap();
     assert!(deps.contains("\"train.py\":\"blake3:"), "{deps}");
 }
 
@@ -97,7 +112,10 @@ fn unknown_stage_is_a_usage_error() {
         .args(["k8s", "render", "trian"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("unknown stage `trian`").and(predicate::str::contains("declared stages: prepare, train")));
+        .stderr(
+            predicate::str::contains("unknown stage `trian`")
+                .and(predicate::str::contains("declared stages: prepare, train")),
+        );
 }
 
 #[test]
@@ -123,13 +141,17 @@ fn missing_image_and_bad_quantity_name_line_and_column() {
         .args(["k8s", "render", "train"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("mlops.toml:17:10: invalid quantity `500mb`: `mb` is not a unit"));
+        .stderr(predicate::str::contains(
+            "mlops.toml:17:10: invalid quantity `500mb`: `mb` is not a unit",
+        ));
     let p = project(&TOML.replace("namespace = \"ml\"", "namespace = \"ML\""));
     mlops(p.path())
         .args(["k8s", "run", "train"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("mlops.toml:3:13: invalid namespace `ML`"));
+        .stderr(predicate::str::contains(
+            "mlops.toml:3:13: invalid namespace `ML`",
+        ));
 }
 
 #[test]
@@ -162,16 +184,24 @@ fn run_succeeds_records_the_job_in_the_lock_and_saves_the_log() {
     assert!(lock.contains("executor = \"k8s\""), "{lock}");
     assert!(lock.contains("namespace = \"ml\""), "{lock}");
     assert!(lock.contains("image_digest = \"sha256:"), "{lock}");
-    let logs = std::fs::read_dir(p.path().join(".mlops/logs")).unwrap().count();
+    let logs = std::fs::read_dir(p.path().join(".mlops/logs"))
+        .unwrap()
+        .count();
     assert!(logs >= 1);
     assert_eq!(cluster.deletes().len(), 1);
 
     // Up to date now: nothing runs without --force; --json says so.
-    let out = with_cluster(p.path(), &cluster).args(["--json", "k8s", "run", "train"]).output().unwrap();
+    let out = with_cluster(p.path(), &cluster)
+        .args(["--json", "k8s", "run", "train"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["up_to_date"], true);
-    let out = with_cluster(p.path(), &cluster).args(["--json", "k8s", "run", "train", "--force"]).output().unwrap();
+    let out = with_cluster(p.path(), &cluster)
+        .args(["--json", "k8s", "run", "train", "--force"])
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["jobs"][0]["exit_code"], 0);
     assert_eq!(v["jobs"][0]["namespace"], "ml");
@@ -186,7 +216,10 @@ fn failed_job_exits_1_with_the_reason() {
         .args(["k8s", "run", "train", "--keep"])
         .assert()
         .code(1)
-        .stdout(predicate::str::contains("ImagePullBackOff").or(predicate::str::contains("ErrImagePull")))
+        .stdout(
+            predicate::str::contains("ImagePullBackOff")
+                .or(predicate::str::contains("ErrImagePull")),
+        )
         .stdout(predicate::str::contains("(kept)"));
     assert!(cluster.deletes().is_empty(), "--keep keeps a failed job");
 }
@@ -194,7 +227,11 @@ fn failed_job_exits_1_with_the_reason() {
 #[test]
 fn unreachable_cluster_exits_3_quickly() {
     let p = project(TOML);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let kubeconfig = p.path().join("kubeconfig");
     std::fs::write(
         &kubeconfig,
@@ -207,7 +244,9 @@ fn unreachable_cluster_exits_3_quickly() {
         .arg(&kubeconfig)
         .assert()
         .code(3)
-        .stderr(predicate::str::contains(format!("cluster at http://127.0.0.1:{port}/ is unreachable")));
+        .stderr(predicate::str::contains(format!(
+            "cluster at http://127.0.0.1:{port}/ is unreachable"
+        )));
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
 }
 
@@ -220,5 +259,68 @@ fn rbac_forbidden_exits_3_naming_verb_and_resource() {
         .args(["k8s", "run", "train"])
         .assert()
         .code(3)
-        .stderr(predicate::str::contains("forbidden: cannot patch jobs.batch in namespace `ml`"));
+        .stderr(predicate::str::contains(
+            "forbidden: cannot patch jobs.batch in namespace `ml`",
+        ));
+}
+
+#[test]
+fn pod_commands_fetch_run_push_and_keep_the_exit_code() {
+    let remote = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", remote.path().display());
+    let pod = tempfile::tempdir().unwrap();
+    let root = pod.path().join("work");
+    // The init container: nothing to fetch yet, installs the binary.
+    mlops(pod.path())
+        .args(["k8s", "pod-fetch", "--remote", &url, "--root"])
+        .arg(&root)
+        .arg("--install")
+        .arg(pod.path().join("bin/mlops"))
+        .assert()
+        .success();
+    assert!(pod.path().join("bin/mlops").is_file());
+    // The main container: a failing command keeps its exit code.
+    mlops(&root)
+        .current_dir(&root)
+        .args(["k8s", "pod-run", "--remote", &url, "--root"])
+        .arg(&root)
+        .args(["--out", "model.bin", "--report"])
+        .arg(pod.path().join("report"))
+        .args(["--", "sh", "-c", "exit 5"])
+        .assert()
+        .code(5);
+    assert!(!pod.path().join("report").exists());
+    mlops(&root)
+        .current_dir(&root)
+        .args(["k8s", "pod-run", "--remote", &url, "--root"])
+        .arg(&root)
+        .args(["--out", "model.bin", "--report"])
+        .arg(pod.path().join("report"))
+        .args(["--", "sh", "-c", "printf weights > model.bin"])
+        .assert()
+        .success();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pod.path().join("report")).unwrap()).unwrap();
+    let hash = report["outs"]["model.bin"].as_str().unwrap().to_owned();
+    assert_eq!(hash, mlops_cas::hash_bytes(b"weights").to_string());
+    // Another pod fetches it by hash.
+    let other = tempfile::tempdir().unwrap();
+    mlops(other.path())
+        .args(["k8s", "pod-fetch", "--remote", &url, "--root"])
+        .arg(other.path())
+        .arg(format!("model.bin={hash}"))
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read(other.path().join("model.bin")).unwrap(),
+        b"weights"
+    );
+    // A bad dep argument is refused.
+    mlops(other.path())
+        .args(["k8s", "pod-fetch", "--remote", &url, "--root"])
+        .arg(other.path())
+        .arg(format!("../escape={hash}"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("must be relative"));
 }

@@ -104,6 +104,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Storing, fetching or pushing data for the pod failed.
+    #[error("{context}: {source}")]
+    Data {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: mlops_cas::Error,
+    },
     /// A manifest could not be serialised.
     #[error("cannot render the job manifest: {0}")]
     Render(#[from] serde_yaml::Error),

@@ -105,6 +105,14 @@ impl K8sExecutor {
         let namespace = self.cluster.namespace_for(settings.namespace.as_deref());
         let id = JobIdentity::new(stage, namespace, run_suffix()).with_git_commit(git_commit(root));
         let job = build_job(stage, settings, &id);
+        if let Some(data) = &settings.data {
+            // The pod fetches the deps by hash: they must be in the remote before it starts.
+            let repo = mlops_cas::Repo::discover(root).map_err(|source| Error::Data {
+                context: format!("open the repository at {}", root.display()),
+                source,
+            })?;
+            crate::pod::push_deps(&repo, &data.remote, &stage.deps)?;
+        }
         let options = RunOptions::new(log_path)
             .with_settings(settings)
             .keep_on_failure(self.keep_on_failure || settings.keep_on_failure)

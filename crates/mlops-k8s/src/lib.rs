@@ -39,6 +39,7 @@ pub mod executor;
 #[cfg(feature = "test-support")]
 pub mod fake;
 pub mod manifest;
+pub mod pod;
 pub mod runner;
 pub mod values;
 

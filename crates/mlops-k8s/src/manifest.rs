@@ -45,6 +45,8 @@ pub struct Dep {
     pub path: PathBuf,
     /// `blake3:…`.
     pub hash: String,
+    /// Whether it is a directory (its hash names a manifest).
+    pub dir: bool,
 }
 
 /// The parts of a stage the Job is made from, independent of where they were read.
@@ -91,6 +93,19 @@ impl StageInfo {
         self.deps.push(Dep {
             path: path.into(),
             hash: hash.into(),
+            dir: false,
+        });
+        self.deps.sort_by(|a, b| a.path.cmp(&b.path));
+        self
+    }
+
+    /// Adds a directory dependency (its hash names a manifest), kept sorted by path.
+    #[must_use]
+    pub fn with_dir_dep(mut self, path: impl Into<PathBuf>, hash: impl Into<String>) -> Self {
+        self.deps.push(Dep {
+            path: path.into(),
+            hash: hash.into(),
+            dir: true,
         });
         self.deps.sort_by(|a, b| a.path.cmp(&b.path));
         self
@@ -131,6 +146,9 @@ impl From<&StageJob> for StageInfo {
         info.env = job.env.clone();
         for d in &job.deps {
             info = info.with_dep(&d.path, &d.hash);
+        }
+        for d in &mut info.deps {
+            d.dir = job.root.join(&d.path).is_dir();
         }
         for o in job.outs.iter().chain(&job.metrics) {
             info = info.with_out(o);
@@ -412,12 +430,7 @@ fn fetch_container(
         "--install".to_owned(),
         format!("{TOOLS_DIR}/mlops"),
     ];
-    command.extend(
-        stage
-            .deps
-            .iter()
-            .map(|d| format!("{}={}", slash_path(&d.path), d.hash)),
-    );
+    command.extend(stage.deps.iter().map(crate::pod::dep_arg));
     Container {
         name: FETCH_CONTAINER.to_owned(),
         image: Some(data.image.clone()),

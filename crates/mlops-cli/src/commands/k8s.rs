@@ -22,6 +22,50 @@ pub(crate) enum Command {
     Render(RenderArgs),
     /// Run the stage (and its out-of-date upstream stages) as Jobs, record the runs in mlops.lock.
     Run(RunArgs),
+    /// In the pod's init container: fetch the deps by hash from the remote into the working
+    /// folder, and install this binary for the main container.
+    #[command(hide = true)]
+    PodFetch(PodFetchArgs),
+    /// In the pod's main container: run the command, then push the outs and report their hashes
+    /// in the termination message. Exits with the command's exit code.
+    #[command(hide = true)]
+    PodRun(PodRunArgs),
+}
+
+/// `mlops k8s pod-fetch` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct PodFetchArgs {
+    /// The remote URL.
+    #[arg(long)]
+    remote: String,
+    /// The working folder (the emptyDir mount).
+    #[arg(long)]
+    root: PathBuf,
+    /// Copy this binary here.
+    #[arg(long)]
+    install: Option<PathBuf>,
+    /// `PATH=blake3:HASH` (a directory as `PATH/=blake3:HASH`).
+    deps: Vec<String>,
+}
+
+/// `mlops k8s pod-run` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct PodRunArgs {
+    /// The remote URL.
+    #[arg(long)]
+    remote: String,
+    /// The working folder (the emptyDir mount).
+    #[arg(long)]
+    root: PathBuf,
+    /// A declared out or metric file, relative to the root (repeat).
+    #[arg(long = "out")]
+    outs: Vec<PathBuf>,
+    /// Where the out report goes.
+    #[arg(long, default_value = "/dev/termination-log")]
+    report: PathBuf,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
 }
 
 /// `mlops k8s render` arguments.
@@ -79,6 +123,41 @@ pub(crate) fn run(cmd: Command, global: &GlobalArgs) -> anyhow::Result<Outcome> 
     match cmd {
         Command::Render(args) => render(&work, &args),
         Command::Run(args) => run_stage(&work, args, global),
+        Command::PodFetch(args) => {
+            let files = mlops_k8s::pod::fetch_deps(
+                &args.root,
+                &args.remote,
+                &args.deps,
+                args.install.as_deref(),
+            )
+            .map_err(k8s_err)?;
+            if !global.quiet {
+                eprintln!(
+                    "fetched {} deps ({files} files) into {}",
+                    args.deps.len(),
+                    args.root.display()
+                );
+            }
+            Ok(Outcome::Success)
+        }
+        Command::PodRun(args) => {
+            let code = mlops_k8s::pod::run_and_push(
+                &args.root,
+                &std::env::current_dir()?,
+                &args.remote,
+                &args.outs,
+                &args.command,
+                &args.report,
+            )
+            .map_err(k8s_err)?;
+            if code == 0 {
+                Ok(Outcome::Success)
+            } else {
+                // The container's exit code is the command's: the Job's podFailurePolicy and the
+                // recorded exit code depend on it.
+                std::process::exit(code)
+            }
+        }
     }
 }
 
@@ -100,7 +179,9 @@ fn render(work: &Path, args: &RenderArgs) -> anyhow::Result<Outcome> {
     let (repo, file, config) = load(work)?;
     let settings = config.resolve(&args.stage, &file).map_err(k8s_err)?;
     let pipeline = Pipeline::load(repo.root()).map_err(pipeline_err)?;
-    let job = pipeline.stage_job(&repo, &args.stage).map_err(pipeline_err)?;
+    let job = pipeline
+        .stage_job(&repo, &args.stage)
+        .map_err(pipeline_err)?;
     let stage = StageInfo::from(&job);
     let namespace = args
         .namespace
@@ -110,8 +191,10 @@ fn render(work: &Path, args: &RenderArgs) -> anyhow::Result<Outcome> {
     if let Err(message) = mlops_k8s::values::check_dns_label(&namespace, "namespace") {
         return Err(exit::usage(anyhow::anyhow!("--namespace: {message}")));
     }
-    let id = JobIdentity::new(&stage, namespace, "").with_git_commit(mlops_k8s::git_commit(repo.root()));
-    let yaml = mlops_k8s::render_yaml(&mlops_k8s::build_job(&stage, &settings, &id)).map_err(k8s_err)?;
+    let id =
+        JobIdentity::new(&stage, namespace, "").with_git_commit(mlops_k8s::git_commit(repo.root()));
+    let yaml =
+        mlops_k8s::render_yaml(&mlops_k8s::build_job(&stage, &settings, &id)).map_err(k8s_err)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     out.write_all(yaml.as_bytes())?;
@@ -184,13 +267,27 @@ fn run_stage(work: &Path, args: RunArgs, global: &GlobalArgs) -> anyhow::Result<
             stage: &args.stage,
             succeeded,
             up_to_date: outcomes.is_empty() && succeeded,
-            jobs: outcomes.iter().map(|(stage, outcome)| JobJson { stage, outcome }).collect(),
+            jobs: outcomes
+                .iter()
+                .map(|(stage, outcome)| JobJson { stage, outcome })
+                .collect(),
         })?;
     } else if !quiet {
         if outcomes.is_empty() && succeeded {
-            eprintln!("{} is up to date (use --force to run it anyway)", args.stage);
+            eprintln!(
+                "{} is up to date (use --force to run it anyway)",
+                args.stage
+            );
         }
-        let mut table = Table::new(["stage", "job", "result", "exit", "node", "image digest", "log"]);
+        let mut table = Table::new([
+            "stage",
+            "job",
+            "result",
+            "exit",
+            "node",
+            "image digest",
+            "log",
+        ]);
         for (stage, o) in &outcomes {
             let result = if o.succeeded {
                 "succeeded".to_owned()
@@ -210,7 +307,8 @@ fn run_stage(work: &Path, args: RunArgs, global: &GlobalArgs) -> anyhow::Result<
                 stage.clone(),
                 format!("{}/{}", o.namespace, o.job),
                 result,
-                o.exit_code.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                o.exit_code
+                    .map_or_else(|| "-".to_owned(), |c| c.to_string()),
                 o.node.clone().unwrap_or_else(|| "-".to_owned()),
                 digest,
                 o.log_path.display().to_string(),
@@ -221,7 +319,10 @@ fn run_stage(work: &Path, args: RunArgs, global: &GlobalArgs) -> anyhow::Result<
         }
         for (stage, o) in outcomes.iter().filter(|(_, o)| !o.succeeded) {
             if let Some(message) = &o.message {
-                eprintln!("{stage}: {}: {message}", o.reason.as_deref().unwrap_or("failed"));
+                eprintln!(
+                    "{stage}: {}: {message}",
+                    o.reason.as_deref().unwrap_or("failed")
+                );
             }
         }
         for failure in &report.failures {
@@ -234,7 +335,10 @@ fn run_stage(work: &Path, args: RunArgs, global: &GlobalArgs) -> anyhow::Result<
 /// Ctrl-C or SIGTERM sets `token`: the running Jobs are deleted and the command ends.
 fn cancel_on_interrupt(token: CancelToken) {
     std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
             return;
         };
         rt.block_on(async {

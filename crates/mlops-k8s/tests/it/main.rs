@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
 mod fake_api;
+mod pod;
 mod render;
 mod runner;
 
