@@ -70,6 +70,12 @@ pub enum Reason {
         /// Short hash now.
         new: String,
     },
+    /// A dependency does not exist and no stage produces it (status and dry run; `repro` stops
+    /// with an error).
+    DepMissing {
+        /// The dep, relative to the root.
+        path: String,
+    },
     /// A stage this one depends on will run first (dry run and status only).
     UpstreamChanged {
         /// The upstream stage.
@@ -108,6 +114,9 @@ impl fmt::Display for Reason {
             Self::OutMissing { path } => write!(f, "out {path} missing"),
             Self::OutModified { path, old, new } => {
                 write!(f, "out {path} modified ({old} -> {new})")
+            }
+            Self::DepMissing { path } => {
+                write!(f, "dep {path} does not exist and no stage produces it")
             }
             Self::UpstreamChanged { stage } => write!(f, "upstream stage {stage} will run"),
         }
@@ -417,7 +426,20 @@ pub(crate) fn plan(
                 .filter(|&j| will_run[j])
                 .map(|j| spec.stages[j].name.clone())
         };
-        let obs = observe(repo, &spec.root, stage, &params, &pending)?;
+        let obs = match observe(repo, &spec.root, stage, &params, &pending) {
+            Ok(obs) => obs,
+            Err(Error::MissingDep { path, .. }) => {
+                let reasons = vec![Reason::DepMissing { path: slash(&path) }];
+                will_run[i] = true;
+                out.push(StageStatus {
+                    name: stage.name.clone(),
+                    state: State::OutOfDate,
+                    reasons,
+                });
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let mut reasons = reasons(repo, &spec.root, stage, &obs, lock.stages.get(&stage.name))?;
         if force && !reasons.contains(&Reason::Forced) {
             reasons.insert(0, Reason::Forced);

@@ -236,6 +236,23 @@ fn a_missing_param_key_and_a_missing_dep_are_usage_errors() {
 
     let f = chain();
     std::fs::remove_file(f.path("raw.txt")).unwrap();
+    let status = mlops_pipeline::stage_status(&f.repo).unwrap();
+    assert_eq!(
+        status[0].reasons,
+        [Reason::DepMissing {
+            path: "raw.txt".into()
+        }],
+        "status reports it per stage"
+    );
+    assert_eq!(
+        status[1].reasons,
+        [
+            Reason::NeverRun,
+            Reason::UpstreamChanged {
+                stage: "prepare".into()
+            }
+        ]
+    );
     let e = f.repro_with(ReproOptions::new()).unwrap_err();
     assert!(e.is_usage());
     assert_eq!(
