@@ -324,3 +324,38 @@ fn pod_commands_fetch_run_push_and_keep_the_exit_code() {
         .code(2)
         .stderr(predicate::str::contains("must be relative"));
 }
+
+#[test]
+fn repro_with_k8s_executor_refuses_or_runs_locally_stages_without_a_table() {
+    let toml = TOML.replace(
+        "cmd = \"python prepare.py\"",
+        "cmd = \"echo prepared > prepared.txt\"",
+    );
+    let p = project(&toml);
+    let cluster = FakeCluster::start().unwrap();
+    with_cluster(p.path(), &cluster)
+        .args(["repro", "prepare", "--executor", "k8s"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no [stages.prepare.k8s] table"));
+    assert!(
+        cluster.requests().is_empty(),
+        "a refused stage never reaches the cluster"
+    );
+
+    let p = project(&toml.replace("[k8s]\n", "[k8s]\nwithout-k8s-table = \"local\"\n"));
+    with_cluster(p.path(), &cluster)
+        .args(["repro", "--executor", "k8s"])
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("prepared.txt")).unwrap(),
+        "prepared\n"
+    );
+    let lock = std::fs::read_to_string(p.path().join("mlops.lock")).unwrap();
+    assert!(lock.contains("executor = \"local\""), "{lock}");
+    assert!(
+        lock.contains("executor = \"k8s\""),
+        "train ran as a Job: {lock}"
+    );
+}

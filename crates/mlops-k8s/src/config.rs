@@ -901,6 +901,29 @@ env = { SEED = "7" }
         assert!(err(&bad).contains("invalid remote `/mnt/remote`"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_memory_value_is_accepted_or_located(value in "[ -!#-\\[\\]-~]{0,12}") {
+            let text = BASE.replace("memory = \"512Mi\"", &format!("memory = \"{value}\""));
+            match parse(&text) {
+                Ok(cfg) => {
+                    let s = cfg.resolve("train", Path::new("mlops.toml")).unwrap();
+                    proptest::prop_assert_eq!(&s.requests["memory"], &value);
+                }
+                Err(Error::Config { line, column, message, .. }) => {
+                    proptest::prop_assert_eq!((line, column), (16, 10), "{}", message);
+                    proptest::prop_assert!(message.contains("invalid"), "{}", message);
+                }
+                Err(other) => proptest::prop_assert!(false, "unexpected error {other}"),
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = parse(&text);
+        }
+    }
+
     #[test]
     fn tolerations_are_checked() {
         let text = format!("{BASE}tolerations = [{{ key = \"gpu\", operator = \"Maybe\" }}]\n");
