@@ -359,3 +359,39 @@ fn repro_with_k8s_executor_refuses_or_runs_locally_stages_without_a_table() {
         "train ran as a Job: {lock}"
     );
 }
+
+#[test]
+fn render_in_data_mode_fetches_deps_by_hash_and_pushes_outs() {
+    let toml = format!(
+        "{}\n[k8s.data]\nremote = \"s3://acme/mlops\"\nsecret = \"mlops-remote\"\nimage = \"ghcr.io/acme/mlops:0.1.0\"\n",
+        TOML.replace(
+            "deps = [\"train.py\"]",
+            "deps = [\"train.py\", \"data\"]\nouts = [\"model.bin\"]"
+        )
+    );
+    let p = project(&toml);
+    std::fs::create_dir(p.path().join("data")).unwrap();
+    std::fs::write(p.path().join("data/a.csv"), "a\n1\n").unwrap();
+    let out = mlops(p.path())
+        .args(["k8s", "render", "train"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    assert!(yaml.contains("- pod-fetch"), "{yaml}");
+    assert!(
+        yaml.contains("- data/=blake3:"),
+        "a directory dep is marked with a slash: {yaml}"
+    );
+    assert!(yaml.contains("- train.py=blake3:"), "{yaml}");
+    assert!(yaml.contains("- --out\n        - model.bin"), "{yaml}");
+    assert!(yaml.contains("name: mlops-remote"), "{yaml}");
+    assert!(
+        !yaml.contains("AWS_SECRET"),
+        "credentials are never inlined"
+    );
+}
