@@ -28,6 +28,9 @@ pub struct ClusterOptions {
     pub kubeconfig_env: Option<String>,
     /// The home folder, for `~/.kube/config`.
     pub home: Option<PathBuf>,
+    /// Running in a pod (`KUBERNETES_SERVICE_HOST` set): without a kubeconfig, use the pod's
+    /// service account.
+    pub in_cluster: bool,
 }
 
 impl Default for ClusterOptions {
@@ -39,6 +42,7 @@ impl Default for ClusterOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             kubeconfig_env: None,
             home: None,
+            in_cluster: false,
         }
     }
 }
@@ -49,6 +53,7 @@ impl ClusterOptions {
         Self {
             kubeconfig_env: std::env::var("KUBECONFIG").ok().filter(|v| !v.is_empty()),
             home: std::env::var_os("HOME").map(PathBuf::from),
+            in_cluster: std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
             ..Self::default()
         }
     }
@@ -153,7 +158,17 @@ impl Cluster {
         // With both ring and aws-lc-rs linked (the CLI's cloud remotes bring the second), rustls
         // cannot choose by itself: pick ring, the one kube is built with. Already set is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let files = options.kubeconfig_files()?;
+        let files = match options.kubeconfig_files() {
+            Ok(files) => files,
+            Err(Error::NoKubeconfig { looked })
+                if options.kubeconfig.is_none() && options.in_cluster =>
+            {
+                let config = kube::Config::incluster()
+                    .map_err(|source| Error::InCluster { looked, source })?;
+                return Self::from_config(config, options);
+            }
+            Err(e) => return Err(e),
+        };
         let mut merged: Option<Kubeconfig> = None;
         for file in &files {
             let kc = Kubeconfig::read_from(file).map_err(|source| Error::Kubeconfig {
@@ -187,12 +202,18 @@ impl Cluster {
             context: options.context.clone(),
             ..KubeConfigOptions::default()
         };
-        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube_options)
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube_options)
             .await
             .map_err(|source| Error::Kubeconfig {
                 path: path.to_owned(),
                 source,
             })?;
+        Self::from_config(config, options)
+    }
+
+    /// Builds a client from a client configuration, with the options' timeouts and namespace.
+    /// Must be called inside a Tokio runtime.
+    pub fn from_config(mut config: kube::Config, options: &ClusterOptions) -> Result<Self> {
         config.connect_timeout = Some(options.connect_timeout);
         // Quick failure on a dead server; watches and log streams set their own timeouts.
         config.write_timeout = Some(Duration::from_secs(30));

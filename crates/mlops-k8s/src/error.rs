@@ -54,6 +54,17 @@ pub enum Error {
         /// The places looked at, in order.
         looked: String,
     },
+    /// No kubeconfig, and the pod's in-cluster service account configuration is unusable.
+    #[error(
+        "no kubeconfig found (looked at {looked}) and the in-cluster configuration failed: {source}"
+    )]
+    InCluster {
+        /// The places looked at.
+        looked: String,
+        /// The underlying error.
+        #[source]
+        source: kube::config::InClusterError,
+    },
     /// A kubeconfig exists but cannot be used.
     #[error("kubeconfig {}: {source}", path.display())]
     Kubeconfig {
@@ -140,6 +151,7 @@ impl Error {
                 | Self::UnknownStage { .. }
                 | Self::NotRunnable { .. }
                 | Self::NoKubeconfig { .. }
+                | Self::InCluster { .. }
                 | Self::Kubeconfig { .. }
         )
     }

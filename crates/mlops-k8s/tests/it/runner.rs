@@ -497,3 +497,27 @@ fn parallel_stages_run_as_parallel_jobs() {
     assert_eq!(names.len(), 3, "every run gets its own Job name");
     assert!(outs.iter().all(|o| o.succeeded));
 }
+
+#[test]
+fn in_a_pod_without_kubeconfig_the_service_account_is_tried() {
+    let home = tempfile::tempdir().unwrap();
+    let mut options = ClusterOptions::default();
+    options.home = Some(home.path().to_owned());
+    options.in_cluster = true;
+    match K8sExecutor::connect(config(TOML), &options) {
+        Err(err) => {
+            assert!(err.is_usage());
+            let text = err.to_string();
+            assert!(
+                text.contains("and the in-cluster configuration failed"),
+                "{text}"
+            );
+            assert!(text.contains(".kube/config"), "{text}");
+        }
+        // Only possible when these tests themselves run in a pod with a service account.
+        Ok(_) => assert!(std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()),
+    }
+    options.in_cluster = false;
+    let err = K8sExecutor::connect(config(TOML), &options).unwrap_err();
+    assert!(matches!(err, Error::NoKubeconfig { .. }), "{err}");
+}
