@@ -237,6 +237,7 @@ const MAX_WATCH_ERRORS: u32 = 5;
 enum Update {
     Job(Box<Job>),
     Pod(Box<Pod>),
+    JobGone,
     PodGone(String),
     Error {
         resource: &'static str,
@@ -301,6 +302,7 @@ pub async fn run_job(
         Ok(watcher::Event::Apply(j) | watcher::Event::InitApply(j)) => {
             vec![Update::Job(Box::new(j))]
         }
+        Ok(watcher::Event::Delete(_)) => vec![Update::JobGone],
         Ok(_) => Vec::new(),
         Err(error) => vec![Update::Error {
             resource: "jobs.batch",
@@ -334,7 +336,11 @@ pub async fn run_job(
     let verdict = loop {
         tokio::select! {
             update = updates.next() => match update {
-                Some(Update::Job(j)) => state.job = Some(*j),
+                Some(Update::Job(j)) => {
+                    errors.remove("jobs.batch");
+                    state.job = Some(*j);
+                }
+                Some(Update::JobGone) => state.deleted = true,
                 Some(Update::Pod(p)) => {
                     errors.remove("pods");
                     state.observe_pod(*p);
@@ -544,6 +550,8 @@ struct WatchState {
     pods: BTreeMap<String, Pod>,
     last_pod: Option<Pod>,
     first_seen: HashMap<(String, String), Instant>,
+    /// The Job was deleted by someone else while it ran.
+    deleted: bool,
 }
 
 impl WatchState {
@@ -554,6 +562,7 @@ impl WatchState {
             pods: BTreeMap::new(),
             last_pod: None,
             first_seen: HashMap::new(),
+            deleted: false,
         }
     }
 
@@ -601,6 +610,12 @@ impl WatchState {
     }
 
     fn verdict(&self) -> Option<Verdict> {
+        if self.deleted {
+            return Some(Verdict::Failed {
+                reason: "Deleted".to_owned(),
+                message: Some("the Job was deleted outside mlops while it ran".to_owned()),
+            });
+        }
         if let Some(status) = self.job.as_ref().and_then(|j| j.status.as_ref()) {
             for c in status.conditions.iter().flatten() {
                 if c.status != "True" {

@@ -9,7 +9,7 @@ use kube::core::Status;
 use mlops_k8s::fake::{FakeCluster, Scenario};
 
 /// Sends one HTTP/1.1 request and returns (status code, body). Chunked bodies are de-chunked.
-fn http(
+pub(crate) fn http(
     cluster: &FakeCluster,
     method: &str,
     path: &str,

@@ -521,3 +521,26 @@ fn in_a_pod_without_kubeconfig_the_service_account_is_tried() {
     let err = K8sExecutor::connect(config(TOML), &options).unwrap_err();
     assert!(matches!(err, Error::NoKubeconfig { .. }), "{err}");
 }
+
+#[test]
+fn a_job_deleted_by_someone_else_ends_the_run() {
+    let s = setup(Scenario::run_forever());
+    let cluster = &s.cluster;
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // Wait for the Job, then delete it the way `kubectl delete job` does.
+            for _ in 0..100 {
+                if let Some((ns, name)) = cluster.jobs().first().cloned() {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let path = format!("/apis/batch/v1/namespaces/{ns}/jobs/{name}");
+                    crate::fake_api::http(cluster, "DELETE", &path, "application/json", "{}");
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let out = s.run().unwrap();
+        assert!(!out.succeeded);
+        assert_eq!(out.reason.as_deref(), Some("Deleted"));
+    });
+}
