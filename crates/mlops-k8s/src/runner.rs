@@ -331,6 +331,7 @@ pub async fn run_job(
         .boxed();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut log_task: Option<(String, tokio::task::JoinHandle<bool>)> = None;
+    let mut streamed_any = false;
     let mut errors: HashMap<&'static str, u32> = HashMap::new();
 
     let verdict = loop {
@@ -369,12 +370,19 @@ pub async fn run_job(
             delete_job(&jobs, &name, &namespace, url).await?;
             return Err(Error::Cancelled);
         }
-        if log_task.is_none()
-            && let Some(pod) = state.started_pod()
+        // One pod at a time (a retried Job's pods run one after another): follow the next
+        // started pod once the previous stream ended, appending to the same log.
+        if log_task.as_ref().is_none_or(|(_, t)| t.is_finished())
+            && let Some(pod) = state.next_pod_to_stream()
         {
+            if let Some((_, done)) = log_task.take() {
+                streamed_any |= done.await.unwrap_or(false);
+            }
+            let append = !state.streamed.is_empty();
+            state.streamed.insert(pod.clone());
             log_task = Some((
                 pod.clone(),
-                tokio::spawn(stream_log(pods.clone(), pod, options.clone())),
+                tokio::spawn(stream_log(pods.clone(), pod, options.clone(), append)),
             ));
         }
         if let Some(v) = state.verdict() {
@@ -402,7 +410,7 @@ pub async fn run_job(
             _ => false,
         },
         None => false,
-    };
+    } || streamed_any;
     if !streamed {
         if let Some(pod) = state.last_pod_name() {
             save_log_once(&pods, &pod, &options.log_path).await;
@@ -475,7 +483,7 @@ async fn delete_job(jobs: &Api<Job>, name: &str, namespace: &str, url: &str) -> 
 
 /// Follows the main container's log into the file (and the sink). Returns whether it read to the
 /// end of the stream.
-async fn stream_log(pods: Api<Pod>, pod: String, options: RunOptions) -> bool {
+async fn stream_log(pods: Api<Pod>, pod: String, options: RunOptions, append: bool) -> bool {
     let params = LogParams {
         container: Some(MAIN_CONTAINER.to_owned()),
         follow: true,
@@ -488,9 +496,15 @@ async fn stream_log(pods: Api<Pod>, pod: String, options: RunOptions) -> bool {
             return false;
         }
     };
-    let Some(mut file) = create_file(&options.log_path).await else {
+    let Some(mut file) = open_log(&options.log_path, append).await else {
         return false;
     };
+    if append {
+        let header = format!("--- pod {pod} (retry) ---\n");
+        if file.write_all(header.as_bytes()).await.is_err() {
+            return false;
+        }
+    }
     let mut lines = reader.lines();
     loop {
         match lines.try_next().await {
@@ -512,6 +526,17 @@ async fn stream_log(pods: Api<Pod>, pod: String, options: RunOptions) -> bool {
         }
     }
     file.flush().await.is_ok()
+}
+
+async fn open_log(path: &Path, append: bool) -> Option<tokio::fs::File> {
+    if !append {
+        return create_file(path).await;
+    }
+    tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .await
+        .ok()
 }
 
 async fn create_file(path: &Path) -> Option<tokio::fs::File> {
@@ -549,6 +574,10 @@ struct WatchState {
     job: Option<Job>,
     pods: BTreeMap<String, Pod>,
     last_pod: Option<Pod>,
+    /// When each pod was first seen (a tie-breaker for equal creation times).
+    seen_order: HashMap<String, u64>,
+    /// Pods whose log has been (or is being) streamed.
+    streamed: std::collections::HashSet<String>,
     first_seen: HashMap<(String, String), Instant>,
     /// The Job was deleted by someone else while it ran.
     deleted: bool,
@@ -561,6 +590,8 @@ impl WatchState {
             job: None,
             pods: BTreeMap::new(),
             last_pod: None,
+            seen_order: HashMap::new(),
+            streamed: std::collections::HashSet::new(),
             first_seen: HashMap::new(),
             deleted: false,
         }
@@ -573,7 +604,15 @@ impl WatchState {
                 .entry((name.clone(), reason.0))
                 .or_insert_with(Instant::now);
         }
-        self.last_pod = Some(pod.clone());
+        let next = u64::try_from(self.seen_order.len()).unwrap_or(u64::MAX);
+        self.seen_order.entry(name.clone()).or_insert(next);
+        // The outcome describes the newest pod (the last attempt of a retried Job).
+        let newer = self.last_pod.as_ref().is_none_or(|last| {
+            last.metadata.name == pod.metadata.name || self.age_key(&pod) >= self.age_key(last)
+        });
+        if newer {
+            self.last_pod = Some(pod.clone());
+        }
         self.pods.insert(name, pod);
     }
 
@@ -599,14 +638,29 @@ impl WatchState {
         self.last_pod.as_ref().and_then(|p| p.metadata.name.clone())
     }
 
-    /// The pod whose main container has started (running or terminated), if any.
-    fn started_pod(&self) -> Option<String> {
-        self.pods.values().find_map(|p| {
-            let s = main_status(p)?.state.as_ref()?;
-            (s.running.is_some() || s.terminated.is_some())
-                .then(|| p.metadata.name.clone())
-                .flatten()
-        })
+    /// Orders pods by creation, then by when they were first seen.
+    fn age_key(&self, pod: &Pod) -> (Option<k8s_openapi::jiff::Timestamp>, u64) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        (
+            pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            self.seen_order.get(&name).copied().unwrap_or(u64::MAX),
+        )
+    }
+
+    /// The oldest pod whose main container has started (running or terminated) and whose log is
+    /// not streamed yet.
+    fn next_pod_to_stream(&self) -> Option<String> {
+        self.pods
+            .values()
+            .filter(|p| {
+                let name = p.metadata.name.clone().unwrap_or_default();
+                !self.streamed.contains(&name)
+                    && main_status(p)
+                        .and_then(|c| c.state.as_ref())
+                        .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+            })
+            .min_by_key(|p| self.age_key(p))
+            .and_then(|p| p.metadata.name.clone())
     }
 
     fn verdict(&self) -> Option<Verdict> {

@@ -544,3 +544,47 @@ fn a_job_deleted_by_someone_else_ends_the_run() {
         assert_eq!(out.reason.as_deref(), Some("Deleted"));
     });
 }
+
+#[test]
+fn a_retried_job_keeps_every_attempts_log_and_records_the_last_pod() {
+    let node2 = "kind-worker2".to_owned();
+    let scenario = Scenario {
+        steps: vec![
+            Step::CreatePod,
+            Step::Schedule(FAKE_NODE.to_owned()),
+            Step::Run,
+            Step::Log("attempt 1: spot node lost the lease\n".to_owned()),
+            Step::Terminate {
+                exit_code: 75,
+                reason: "Error".to_owned(),
+                message: None,
+            },
+            Step::Sleep(Duration::from_millis(100)),
+            Step::CreatePod,
+            Step::Schedule(node2.clone()),
+            Step::Run,
+            Step::Log("attempt 2: done\n".to_owned()),
+            Step::Terminate {
+                exit_code: 0,
+                reason: "Completed".to_owned(),
+                message: None,
+            },
+            Step::Complete,
+        ],
+    };
+    let toml = TOML.replace(
+        "memory = \"512Mi\"",
+        "memory = \"512Mi\"\nbackoff-limit = 1\nretry-exit-codes = [75]",
+    );
+    let s = setup_with(scenario, &toml, |o| o);
+    let out = s.run().unwrap();
+    assert!(out.succeeded, "{out:?}");
+    assert_eq!(out.exit_code, Some(0));
+    assert_eq!(out.node.as_deref(), Some(node2.as_str()));
+    let log = s.log();
+    assert!(
+        log.starts_with("attempt 1: spot node lost the lease\n--- pod mlops-train-"),
+        "{log}"
+    );
+    assert!(log.ends_with("(retry) ---\nattempt 2: done\n"), "{log}");
+}
