@@ -83,6 +83,7 @@ struct RawData {
     secret: Option<String>,
     image: Option<String>,
     workdir: Option<String>,
+    fetch_outs: Option<bool>,
 }
 
 /// Keys allowed both in `[k8s]` (as defaults) and in `[stages.NAME.k8s]`.
@@ -153,6 +154,9 @@ pub struct DataSettings {
     pub image: String,
     /// Where the working tree is materialised in the pod.
     pub workdir: String,
+    /// Bring the outs the pod pushed back into the workspace after a successful run (default);
+    /// when false they stay in the remote and only their hashes are recorded.
+    pub fetch_outs: bool,
 }
 
 /// Everything needed to build one stage's Job, after merging the stage table over `[k8s]`.
@@ -650,6 +654,7 @@ fn check_data(raw: &RawData) -> Result<DataSettings, Problem> {
         secret: raw.secret.clone(),
         image,
         workdir,
+        fetch_outs: raw.fetch_outs.unwrap_or(true),
     })
 }
 

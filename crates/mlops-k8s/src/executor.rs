@@ -126,6 +126,20 @@ impl K8sExecutor {
             &options,
             &cancelled,
         ))?;
+        let mut outcome = outcome;
+        if let Some(data) = settings
+            .data
+            .as_ref()
+            .filter(|d| d.fetch_outs && outcome.succeeded)
+        {
+            let repo = mlops_cas::Repo::discover(root).map_err(|source| Error::Data {
+                context: format!("open the repository at {}", root.display()),
+                source,
+            })?;
+            let reported = crate::runner::reported_objects(outcome.termination_message.as_deref());
+            crate::pod::fetch_outs(&repo, &data.remote, &reported)?;
+            outcome.outs_fetched = true;
+        }
         if let Ok(mut all) = self.outcomes.lock() {
             all.push((stage.name.clone(), outcome.clone()));
         }

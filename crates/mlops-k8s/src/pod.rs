@@ -151,45 +151,84 @@ pub fn fetch_deps(
     let mut files = 0;
     for arg in deps {
         let (path, hash, dir) = parse_dep_arg(arg)?;
-        let dest = root.join(&path);
-        repo.fetch_objects(&[(hash, 0)], &remote, &options)
-            .map_err(cas("fetch dep"))?;
-        let object = if dir {
-            let bytes = repo
-                .cache()
-                .read_verified(&hash, &dest)
-                .map_err(cas("read manifest"))?;
-            let manifest = Manifest::from_bytes(&bytes).map_err(cas("read manifest"))?;
-            let entries: Vec<(Hash, u64)> =
-                manifest.entries.iter().map(|e| (e.hash, e.size)).collect();
-            repo.fetch_objects(&entries, &remote, &options)
-                .map_err(cas("fetch dep"))?;
-            Object {
-                hash,
-                size: manifest.total_size(),
-                files: Some(manifest.entries.len() as u64),
-            }
-        } else {
-            let size = std::fs::metadata(repo.cache().object_path(&hash))
-                .map(|m| m.len())
-                .unwrap_or(0);
-            Object {
-                hash,
-                size,
-                files: None,
-            }
-        };
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
-                path: parent.to_owned(),
-                source,
-            })?;
-        }
-        files += repo.restore(&object, &dest).map_err(cas("restore dep"))?;
+        files += materialise(&repo, &remote, &options, root, &path, hash, dir)?;
         info!(path = %path.display(), hash = %hash.short(), "dep materialised");
     }
     if let Some(target) = install {
         install_self(target)?;
+    }
+    Ok(files)
+}
+
+/// Fetches one object (a directory's manifest and then its files) into the cache and restores
+/// it at `root/path`. Returns the files written.
+fn materialise(
+    repo: &Repo,
+    remote: &Remote,
+    options: &TransferOptions,
+    root: &Path,
+    path: &Path,
+    hash: Hash,
+    dir: bool,
+) -> Result<u64> {
+    let dest = root.join(path);
+    repo.fetch_objects(&[(hash, 0)], remote, options)
+        .map_err(cas("fetch"))?;
+    let object = if dir {
+        let bytes = repo
+            .cache()
+            .read_verified(&hash, &dest)
+            .map_err(cas("read manifest"))?;
+        let manifest = Manifest::from_bytes(&bytes).map_err(cas("read manifest"))?;
+        let entries: Vec<(Hash, u64)> = manifest.entries.iter().map(|e| (e.hash, e.size)).collect();
+        repo.fetch_objects(&entries, remote, options)
+            .map_err(cas("fetch"))?;
+        Object {
+            hash,
+            size: manifest.total_size(),
+            files: Some(manifest.entries.len() as u64),
+        }
+    } else {
+        let size = std::fs::metadata(repo.cache().object_path(&hash))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        Object {
+            hash,
+            size,
+            files: None,
+        }
+    };
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+            path: parent.to_owned(),
+            source,
+        })?;
+    }
+    repo.restore(&object, &dest).map_err(cas("restore"))
+}
+
+/// The local side after a successful data-mode run: brings each out the pod reported
+/// (path, hash, is a directory) from the remote into the cache and the workspace, verified.
+pub fn fetch_outs(repo: &Repo, remote_url: &str, outs: &[(PathBuf, String, bool)]) -> Result<u64> {
+    let remote = open_remote(repo, remote_url)?;
+    let options = TransferOptions::default();
+    let mut files = 0;
+    for (path, hash, dir) in outs {
+        let hash: Hash = hash.parse().map_err(|_| Error::Invalid {
+            key: format!("reported out {}", path.display()),
+            message: format!("`{hash}` is not a blake3 hash"),
+        })?;
+        if path.is_absolute()
+            || path
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(Error::Invalid {
+                key: format!("reported out {}", path.display()),
+                message: "the path must stay inside the workspace".to_owned(),
+            });
+        }
+        files += materialise(repo, &remote, &options, repo.root(), path, hash, *dir)?;
     }
     Ok(files)
 }
@@ -269,11 +308,14 @@ pub fn run_and_push(
         let abs = root.join(out);
         let object = repo.store_path(&abs).map_err(cas("store out"))?;
         objects.extend(objects_of(&repo, &object, &abs)?);
-        let key = out
+        let mut key = out
             .components()
             .map(|c| c.as_os_str().to_string_lossy())
             .collect::<Vec<_>>()
             .join("/");
+        if object.is_dir() {
+            key.push('/');
+        }
         hashes.insert(key, serde_json::Value::String(object.hash.to_string()));
     }
     repo.push_objects(&objects, &remote, &TransferOptions::default())

@@ -129,6 +129,9 @@ pub struct RunOutcome {
     pub log_path: PathBuf,
     /// Whether the Job was left in the cluster.
     pub kept: bool,
+    /// Whether the reported outs were fetched back into the workspace (then the pipeline hashes
+    /// them there and `remote_outs` stays empty).
+    pub outs_fetched: bool,
 }
 
 impl RunOutcome {
@@ -170,19 +173,30 @@ impl RunOutcome {
         if self.kept {
             d.insert("kept".to_owned(), "true".to_owned());
         }
-        record.remote_outs = reported_outs(self.termination_message.as_deref());
+        if !self.outs_fetched {
+            record.remote_outs = reported_outs(self.termination_message.as_deref());
+        }
         record
     }
 }
 
 /// The outs the in-pod `mlops k8s pod-run` reported in its termination message:
-/// `{"outs": {"path": "blake3:…"}}`. Anything else reports nothing.
+/// `{"outs": {"path": "blake3:…", "folder/": "blake3:…"}}` (a trailing `/` marks a directory,
+/// whose hash names its manifest), as path → hash. Anything else reports nothing.
 pub fn reported_outs(message: Option<&str>) -> BTreeMap<PathBuf, String> {
+    reported_objects(message)
+        .into_iter()
+        .map(|(path, hash, _)| (path, hash))
+        .collect()
+}
+
+/// Like [`reported_outs`], with whether each out is a directory.
+pub fn reported_objects(message: Option<&str>) -> Vec<(PathBuf, String, bool)> {
     let Some(text) = message else {
-        return BTreeMap::new();
+        return Vec::new();
     };
     let Ok(value) = serde_json::from_str::<serde_json::Value>(text.trim()) else {
-        return BTreeMap::new();
+        return Vec::new();
     };
     value
         .get("outs")
@@ -190,9 +204,10 @@ pub fn reported_outs(message: Option<&str>) -> BTreeMap<PathBuf, String> {
         .map(|outs| {
             outs.iter()
                 .filter_map(|(k, v)| {
+                    let dir = k.ends_with('/');
                     v.as_str()
                         .filter(|h| h.starts_with("blake3:"))
-                        .map(|h| (PathBuf::from(k), h.to_owned()))
+                        .map(|h| (PathBuf::from(k.trim_end_matches('/')), h.to_owned(), dir))
                 })
                 .collect()
         })

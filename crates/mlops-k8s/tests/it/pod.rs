@@ -172,7 +172,7 @@ fn data_mode_run_pushes_deps_and_records_reported_outs() {
     let remote = tempfile::tempdir().unwrap();
     let url = remote_url(remote.path());
     let toml = format!(
-        "[k8s]\nimage = \"python:3.12-slim\"\n[k8s.data]\nremote = \"{url}\"\nimage = \"mlops:1\"\n[stages.train]\ncmd = \"python train.py\"\n[stages.train.k8s]\nmemory = \"1Gi\"\n"
+        "[k8s]\nimage = \"python:3.12-slim\"\n[k8s.data]\nremote = \"{url}\"\nimage = \"mlops:1\"\nfetch-outs = false\n[stages.train]\ncmd = \"python train.py\"\n[stages.train.k8s]\nmemory = \"1Gi\"\n"
     );
     let cfg = config(&toml);
     let settings = cfg.resolve("train", Path::new("mlops.toml")).unwrap();
@@ -218,4 +218,89 @@ fn data_mode_run_pushes_deps_and_records_reported_outs() {
         .find(|r| r.starts_with("PATCH"))
         .unwrap();
     assert!(job.contains("/jobs/mlops-train-0123-"), "{job}");
+}
+
+#[test]
+fn data_mode_brings_reported_outs_back_into_the_workspace() {
+    let (local, repo) = workspace();
+    let remote = tempfile::tempdir().unwrap();
+    let url = remote_url(remote.path());
+    // What the pod would have pushed: a model file and a folder of reports.
+    let pod = tempfile::tempdir().unwrap();
+    fetch_deps(pod.path(), &url, &[], None).unwrap();
+    let report = pod.path().join("report");
+    let code = run_and_push(
+        pod.path(),
+        pod.path(),
+        &url,
+        &[PathBuf::from("model.bin"), PathBuf::from("reports")],
+        &[
+            "sh".into(),
+            "-c".into(),
+            "printf w > model.bin && mkdir -p reports/a && printf 1 > reports/a/x.json".into(),
+        ],
+        &report,
+    )
+    .unwrap();
+    assert_eq!(code, 0);
+    let message = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        message.contains("\"reports/\":\"blake3:"),
+        "directories are marked: {message}"
+    );
+
+    let toml = format!(
+        "[k8s]\nimage = \"python:3.12-slim\"\n[k8s.data]\nremote = \"{url}\"\nimage = \"mlops:1\"\n[stages.train]\ncmd = \"python train.py\"\n[stages.train.k8s]\nmemory = \"1Gi\"\n"
+    );
+    let cfg = config(&toml);
+    let settings = cfg.resolve("train", Path::new("mlops.toml")).unwrap();
+    let cluster = FakeCluster::start().unwrap();
+    cluster.script(
+        "mlops-train",
+        Scenario::succeed_with_message("ok\n", &message),
+    );
+    let executor =
+        K8sExecutor::connect(cfg, &options_for(&cluster, local.path(), "default")).unwrap();
+    let mut stage = StageInfo::new("train", "python train.py", "blake3:0456");
+    for d in deps(&repo) {
+        stage = if d.dir {
+            stage.with_dir_dep(d.path, d.hash)
+        } else {
+            stage.with_dep(d.path, d.hash)
+        };
+    }
+    let out = executor
+        .run_stage(
+            &stage,
+            &settings,
+            local.path(),
+            &local.path().join("train.log"),
+            &CancelToken::new(),
+        )
+        .unwrap();
+    assert!(out.succeeded && out.outs_fetched);
+    assert_eq!(std::fs::read(local.path().join("model.bin")).unwrap(), b"w");
+    assert_eq!(
+        std::fs::read(local.path().join("reports/a/x.json")).unwrap(),
+        b"1"
+    );
+    assert!(
+        out.to_record().remote_outs.is_empty(),
+        "fetched outs are hashed locally by the pipeline"
+    );
+}
+
+#[test]
+fn reported_outs_that_escape_the_workspace_are_refused() {
+    let (_local, repo) = workspace();
+    let remote = tempfile::tempdir().unwrap();
+    let hash = format!("blake3:{}", "d".repeat(64));
+    let err = mlops_k8s::pod::fetch_outs(
+        &repo,
+        &remote_url(remote.path()),
+        &[(PathBuf::from("../x"), hash, false)],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("must stay inside the workspace"), "{err}");
 }
