@@ -395,3 +395,65 @@ fn render_in_data_mode_fetches_deps_by_hash_and_pushes_outs() {
         "credentials are never inlined"
     );
 }
+
+#[test]
+fn data_mode_run_brings_the_pods_outs_into_the_workspace_and_the_lock() {
+    let remote = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", remote.path().display());
+    // What the pod does: fetch (nothing), run, push the out, report its hash.
+    let pod = tempfile::tempdir().unwrap();
+    mlops(pod.path())
+        .args(["k8s", "pod-fetch", "--remote", &url, "--root"])
+        .arg(pod.path())
+        .assert()
+        .success();
+    let report = pod.path().join("report");
+    mlops(pod.path())
+        .current_dir(pod.path())
+        .args(["k8s", "pod-run", "--remote", &url, "--root"])
+        .arg(pod.path())
+        .args(["--out", "model.bin", "--report"])
+        .arg(&report)
+        .args(["--", "sh", "-c", "printf weights > model.bin"])
+        .assert()
+        .success();
+    let message = std::fs::read_to_string(&report).unwrap();
+
+    let toml = format!(
+        "{}\n[k8s.data]\nremote = \"{url}\"\nimage = \"ghcr.io/acme/mlops:0.1.0\"\n",
+        TOML.replace(
+            "deps = [\"train.py\"]",
+            "deps = [\"train.py\"]\nouts = [\"model.bin\"]"
+        )
+    );
+    let p = project(&toml);
+    let cluster = FakeCluster::start().unwrap();
+    cluster.script(
+        "mlops-train",
+        Scenario::succeed_with_message("trained\n", &message),
+    );
+    with_cluster(p.path(), &cluster)
+        .args(["k8s", "run", "train"])
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read(p.path().join("model.bin")).unwrap(),
+        b"weights"
+    );
+    let lock = std::fs::read_to_string(p.path().join("mlops.lock")).unwrap();
+    let hash = mlops_cas::hash_bytes(b"weights").to_string();
+    assert!(lock.contains(&hash), "the out's hash is recorded: {lock}");
+    // The dep went to the remote before the Job: another pod can fetch it by hash.
+    let dep = mlops_cas::hash_bytes(b"print('train')\n").to_string();
+    let other = tempfile::tempdir().unwrap();
+    mlops(other.path())
+        .args(["k8s", "pod-fetch", "--remote", &url, "--root"])
+        .arg(other.path())
+        .arg(format!("train.py={dep}"))
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(other.path().join("train.py")).unwrap(),
+        "print('train')\n"
+    );
+}
