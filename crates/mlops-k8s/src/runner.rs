@@ -436,6 +436,24 @@ pub async fn run_job(
 
     let mut outcome = state.outcome(&name, &namespace, started_at, &verdict);
     outcome.log_path = options.log_path.clone();
+    if !outcome.succeeded {
+        // The last line of the log names the failure, so whoever reads the log (or its tail, as
+        // `mlops repro` prints it) sees why without the cluster.
+        let mut line = format!(
+            "[mlops] job {namespace}/{name} failed: {}",
+            outcome.reason.as_deref().unwrap_or("unknown reason")
+        );
+        if let Some(message) = &outcome.message {
+            line.push_str(&format!(": {message}"));
+        }
+        if let Some(code) = outcome.exit_code {
+            line.push_str(&format!(" (exit code {code})"));
+        }
+        line.push('\n');
+        if let Some(mut file) = open_log(&options.log_path, true).await {
+            let _ = file.write_all(line.as_bytes()).await;
+        }
+    }
     let keep = !outcome.succeeded && options.keep_on_failure;
     if keep {
         info!(job = %name, "keeping the failed job");

@@ -158,7 +158,12 @@ fn non_zero_exit_fails_with_the_code_and_pod_failure_policy() {
     assert_eq!(out.exit_code, Some(3));
     assert_eq!(out.reason.as_deref(), Some("PodFailurePolicy"));
     assert_eq!(out.to_record().exit_code, Some(3));
-    assert_eq!(s.log(), "Traceback: boom\n");
+    let log = s.log();
+    assert!(
+        log.starts_with("Traceback: boom\n[mlops] job ml/mlops-train-"),
+        "{log}"
+    );
+    assert!(log.ends_with("failed: PodFailurePolicy: Container main for pod default/pod failed with exit code 3 matching FailJob rule at index 1 (exit code 3)\n"), "{log}");
     assert_eq!(
         s.cluster.deletes().len(),
         1,
@@ -207,6 +212,12 @@ fn image_pull_backoff_fails_after_the_grace_not_the_deadline() {
     );
     assert_eq!(out.exit_code, None);
     assert_eq!(out.to_record().exit_code, None);
+    let log = s.log();
+    assert!(log.starts_with("[mlops] job ml/mlops-train-"), "{log}");
+    assert!(
+        log.contains("failed: ImagePullBackOff: container main: Back-off pulling image"),
+        "{log}"
+    );
     assert_eq!(s.cluster.deletes().len(), 1);
 }
 
@@ -248,7 +259,12 @@ fn oom_killed_is_named_over_the_job_reason() {
     let out = s.run().unwrap();
     assert_eq!(out.reason.as_deref(), Some("OOMKilled"));
     assert_eq!(out.exit_code, Some(137));
-    assert_eq!(s.log(), "allocating\n");
+    assert!(
+        s.log().starts_with("allocating\n[mlops] job "),
+        "{}",
+        s.log()
+    );
+    assert!(s.log().ends_with("failed: OOMKilled: Container main for pod default/pod failed with exit code 137 matching FailJob rule at index 1 (exit code 137)\n"), "{}", s.log());
 }
 
 #[test]
