@@ -457,3 +457,16 @@ fn data_mode_run_brings_the_pods_outs_into_the_workspace_and_the_lock() {
         "print('train')\n"
     );
 }
+
+#[test]
+fn repro_with_k8s_executor_names_the_failure_in_the_log_tail() {
+    let p = project(TOML);
+    let cluster = FakeCluster::start().unwrap();
+    cluster.script("mlops-train", Scenario::oom_killed());
+    with_cluster(p.path(), &cluster)
+        .args(["repro", "train", "--executor", "k8s"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("stage train failed"))
+        .stderr(predicate::str::contains("failed: OOMKilled"));
+}
