@@ -526,3 +526,34 @@ fn slash_path(p: &Path) -> String {
 pub fn render_yaml(job: &Job) -> Result<String> {
     Ok(serde_yaml::to_string(job)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn job_names_are_always_dns_labels(stage in ".{0,100}", fp in "(blake3:)?[0-9a-f]{0,64}", run in "[a-z0-9]{0,20}") {
+            let info = StageInfo::new(stage, "true", fp);
+            let id = JobIdentity::new(&info, "default", run);
+            prop_assert!(crate::values::check_dns_label(&id.name, "job name").is_ok(), "{}", id.name);
+            prop_assert!(id.name.starts_with("mlops-"));
+        }
+
+        #[test]
+        fn labels_are_valid_for_any_stage(stage in ".{0,100}", fp in "[0-9a-f]{0,64}") {
+            let info = StageInfo::new(stage, "true", format!("blake3:{fp}"));
+            let settings = crate::K8sConfig::parse(
+                "[stages.s]\ncmd = \"x\"\n[stages.s.k8s]\nimage = \"busybox\"\n",
+                Path::new("mlops.toml"),
+            ).unwrap().resolve("s", Path::new("mlops.toml")).unwrap();
+            let job = build_job(&info, &settings, &JobIdentity::new(&info, "default", "r1"));
+            for (k, v) in job.metadata.labels.unwrap() {
+                prop_assert!(v.len() <= 63, "{k}={v}");
+                prop_assert_eq!(crate::values::label_value(&v), v.clone());
+            }
+        }
+    }
+}
