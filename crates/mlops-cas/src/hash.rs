@@ -1,5 +1,5 @@
-//! BLAKE3 content hashes: [`Hash`], and hashing of bytes, readers and files. Large files are
-//! memory-mapped and hashed on all cores; small files are read whole.
+//! BLAKE3 content hashes: [`Hash`], and hashing of bytes, readers and files. Large files are read
+//! in 16 MiB buffers by one thread and hashed on all cores; small files are read whole.
 
 use std::fmt;
 use std::io::Read;
@@ -8,8 +8,8 @@ use std::str::FromStr;
 
 use crate::error::{Error, IoContext, Result};
 
-/// Files at least this large are memory-mapped and hashed with rayon.
-const MMAP_THRESHOLD: u64 = 4 << 20;
+/// Files at least this large are hashed on all cores while a second thread reads ahead.
+const LARGE_FILE: u64 = 4 << 20;
 
 /// A BLAKE3 hash, written `blake3:<64 lowercase hex>`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -123,7 +123,7 @@ pub fn hash_reader(mut reader: impl Read, path: &Path) -> Result<(Hash, u64)> {
     Ok((Hash(*hasher.finalize().as_bytes()), total))
 }
 
-/// The hash and size of the file at `path`: memory-mapped and hashed on all cores when large.
+/// The hash and size of the file at `path`: hashed on all cores when large.
 ///
 /// # Errors
 /// Fails when the file cannot be opened or read.
@@ -138,10 +138,8 @@ pub fn hash_file(path: &Path) -> Result<Hash> {
 pub fn hash_file_sized(path: &Path) -> Result<(Hash, u64)> {
     let mut file = std::fs::File::open(path).at(path)?;
     let len = file.metadata().at(path)?.len();
-    if len >= MMAP_THRESHOLD {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update_mmap_rayon(path).at(path)?;
-        return Ok((Hash(*hasher.finalize().as_bytes()), len));
+    if len >= LARGE_FILE {
+        return hash_large(file, path);
     }
     // Small files: one read into a buffer sized from the metadata.
     let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0) + 1);
@@ -149,14 +147,66 @@ pub fn hash_file_sized(path: &Path) -> Result<(Hash, u64)> {
     Ok((hash_bytes(&buf), buf.len() as u64))
 }
 
+/// Large files: a reader thread fills 16 MiB buffers while the hasher spreads each one over all
+/// cores. Memory stays at a few buffers however large the file (a memory map would count the
+/// whole file in the resident set).
+fn hash_large(mut file: std::fs::File, path: &Path) -> Result<(Hash, u64)> {
+    const CHUNK: usize = 16 << 20;
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(1);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    for _ in 0..2 {
+        let _ = empty_tx.send(vec![0u8; CHUNK]);
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            while let Ok(mut buf) = empty_rx.recv() {
+                buf.resize(CHUNK, 0);
+                let mut filled = 0;
+                let result = loop {
+                    match file.read(&mut buf[filled..]) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            filled += n;
+                            if filled == buf.len() {
+                                break Ok(());
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                buf.truncate(filled);
+                let done = filled == 0 || result.is_err();
+                if full_tx.send(result.map(|()| buf)).is_err() || done {
+                    return;
+                }
+            }
+        });
+        let mut hasher = blake3::Hasher::new();
+        let mut total = 0u64;
+        loop {
+            let Ok(chunk) = full_rx.recv() else { break };
+            let chunk = chunk.at(path)?;
+            if chunk.is_empty() {
+                break;
+            }
+            hasher.update_rayon(&chunk);
+            total += chunk.len() as u64;
+            let _ = empty_tx.send(chunk);
+        }
+        drop(empty_tx);
+        Ok((Hash(*hasher.finalize().as_bytes()), total))
+    })
+}
+
 /// Hashes the file at `path` whose length is already known from a `stat` (saves one): one
-/// exact read for small files; large files are memory-mapped and hashed on all cores. If the
+/// exact read for small files; large files are hashed on all cores. If the
 /// file changed length meanwhile, the callers' stamp checks catch it.
 ///
 /// # Errors
 /// Fails when the file cannot be opened or read.
 pub(crate) fn hash_file_known_len(path: &Path, len: u64) -> Result<Hash> {
-    if len >= MMAP_THRESHOLD {
+    if len >= LARGE_FILE {
         return hash_file(path);
     }
     let mut file = std::fs::File::open(path).at(path)?;
@@ -206,7 +256,7 @@ mod tests {
     #[test]
     fn large_and_small_files_hash_like_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        for len in [0usize, 1, 1000, (MMAP_THRESHOLD as usize) + 17] {
+        for len in [0usize, 1, 1000, (LARGE_FILE as usize) + 17] {
             let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let p = dir.path().join(format!("f{len}"));
             std::fs::write(&p, &data).unwrap();

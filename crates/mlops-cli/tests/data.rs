@@ -692,3 +692,38 @@ fn s3_remote_roundtrip() {
         vec![2u8; 102]
     );
 }
+
+#[test]
+fn status_lists_stages_out_of_date_with_reasons() {
+    let d = repo();
+    std::fs::write(
+        d.path().join("mlops.toml"),
+        "[stages.prepare]\ncmd = \"cp data/train.csv out.csv\"\ndeps = [\"data/train.csv\"]\nouts = [\"out.csv\"]\n",
+    )
+    .unwrap();
+    let s = status_json(d.path(), &[]);
+    assert_eq!(s["stages"][0]["name"], "prepare");
+    assert!(
+        s["stages"][0]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("never run"),
+        "{s}"
+    );
+    mlops(d.path())
+        .arg("status")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("prepare"));
+    mlops(d.path()).arg("repro").assert().success();
+    assert_eq!(status_json(d.path(), &[])["stages"], serde_json::json!([]));
+    std::fs::write(d.path().join("data/train.csv"), "age\n1\n").unwrap();
+    let s = status_json(d.path(), &[]);
+    assert!(
+        s["stages"][0]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("dep data/train.csv changed"),
+        "{s}"
+    );
+}

@@ -213,13 +213,20 @@ fn add(
         let mut files: Vec<String> = Vec::new();
         for a in &added {
             files.push(a.pointer.display().to_string());
-            let ignore = a.pointer.parent().unwrap_or(Path::new("")).join(".gitignore");
+            let ignore = a
+                .pointer
+                .parent()
+                .unwrap_or(Path::new(""))
+                .join(".gitignore");
             let ignore = ignore.display().to_string();
             if !files.contains(&ignore) {
                 files.push(ignore);
             }
         }
-        println!("\nto track the changes with git, run:\n    git add {}", files.join(" "));
+        println!(
+            "\nto track the changes with git, run:\n    git add {}",
+            files.join(" ")
+        );
     }
     Ok(Outcome::Success)
 }
@@ -257,7 +264,7 @@ fn status(
             states: s.changes,
         })
         .collect();
-    let stages = crate::commands::stage_status(repo.root())?;
+    let stages = crate::commands::stage_status(repo)?;
     if global.json {
         print_json(&serde_json::json!({ "changes": changes, "stages": stages }))?;
         return Ok(Outcome::Success);
@@ -282,7 +289,7 @@ fn status(
         }
         let mut t = Table::new(["stage", "out of date because"]);
         for s in &stages {
-            t.row([s.name.clone(), s.reason.clone()]);
+            t.row([s.name.clone(), s.reasons.join("; ")]);
         }
         t.print();
     }

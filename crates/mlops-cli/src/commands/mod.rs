@@ -13,12 +13,22 @@ pub(crate) mod pipeline;
 pub(crate) struct StageStatus {
     /// The stage name.
     pub(crate) name: String,
-    /// Why it would run.
-    pub(crate) reason: String,
+    /// Why it would run, one line per reason.
+    pub(crate) reasons: Vec<String>,
 }
 
-/// Stages out of date in the repository at `root` (empty when there is no pipeline).
-pub(crate) fn stage_status(root: &std::path::Path) -> anyhow::Result<Vec<StageStatus>> {
-    let _ = root;
-    Ok(Vec::new())
+/// Stages out of date in `repo` (empty when there is no `mlops.toml` or no stage).
+pub(crate) fn stage_status(repo: &mlops_cas::Repo) -> anyhow::Result<Vec<StageStatus>> {
+    let all = mlops_pipeline::stage_status(repo).map_err(|e| {
+        let usage = e.is_usage();
+        crate::exit::classify(e, usage)
+    })?;
+    Ok(all
+        .into_iter()
+        .filter(|s| s.state == mlops_pipeline::State::OutOfDate)
+        .map(|s| StageStatus {
+            name: s.name,
+            reasons: s.reasons.iter().map(ToString::to_string).collect(),
+        })
+        .collect())
 }

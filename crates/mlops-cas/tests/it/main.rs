@@ -1,0 +1,171 @@
+//! Integration tests of the mlops-cas public API, as other crates (the pipeline, hooks, k8s)
+//! use it: hashing paths, storing and restoring objects, and moving them through a remote.
+
+use std::path::Path;
+
+use mlops_cas::{Error, InitOptions, Object, Repo, TransferOptions};
+
+fn repo() -> (tempfile::TempDir, Repo) {
+    let d = tempfile::tempdir().unwrap();
+    let repo = Repo::init(d.path(), &InitOptions::new().no_git(true)).unwrap();
+    (d, repo)
+}
+
+fn write(root: &Path, rel: &str, body: &[u8]) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, body).unwrap();
+}
+
+#[test]
+fn hash_path_is_stable_and_stores_nothing() {
+    let (d, repo) = repo();
+    write(d.path(), "dir/a.txt", b"a");
+    write(d.path(), "dir/sub/b.txt", b"b");
+    let first = repo.hash_path(Path::new("dir")).unwrap();
+    assert_eq!(first.files, Some(2));
+    assert_eq!(first.size, 2);
+    assert_eq!(repo.hash_path(Path::new("dir")).unwrap(), first);
+    assert!(
+        !repo.has_object(&first).unwrap(),
+        "hash_path must not store"
+    );
+    // Any change to content or layout changes the hash.
+    write(d.path(), "dir/sub/b.txt", b"B");
+    assert_ne!(repo.hash_path(Path::new("dir")).unwrap().hash, first.hash);
+}
+
+#[test]
+fn store_and_restore_a_directory() {
+    let (d, repo) = repo();
+    write(d.path(), "out/model.bin", &[7u8; 5000]);
+    write(d.path(), "out/metrics/m.json", b"{}");
+    let object = repo.store_path(Path::new("out")).unwrap();
+    assert!(repo.has_object(&object).unwrap());
+    std::fs::remove_dir_all(d.path().join("out")).unwrap();
+    assert_eq!(repo.restore(&object, Path::new("out")).unwrap(), 2);
+    assert_eq!(
+        std::fs::read(d.path().join("out/model.bin")).unwrap(),
+        vec![7u8; 5000]
+    );
+    assert_eq!(repo.hash_path(Path::new("out")).unwrap(), object);
+}
+
+#[test]
+fn restore_of_an_unknown_object_is_a_clear_error() {
+    let (_d, repo) = repo();
+    let object = Object {
+        hash: mlops_cas::hash_bytes(b"nowhere"),
+        size: 7,
+        files: None,
+    };
+    let err = repo.restore(&object, Path::new("x.bin")).unwrap_err();
+    assert!(matches!(err, Error::MissingObject { .. }), "{err}");
+    assert!(err.to_string().contains("is not in the cache"));
+}
+
+#[test]
+fn objects_move_through_a_folder_remote_and_are_verified() {
+    let (d, repo) = repo();
+    let remote_dir = tempfile::tempdir().unwrap();
+    write(d.path(), "f.bin", &[1u8; 100]);
+    let object = repo.store_path(Path::new("f.bin")).unwrap();
+    let remote = mlops_cas::Remote::open(
+        "r",
+        &mlops_cas::RemoteConfig {
+            url: remote_dir.path().to_string_lossy().into_owned(),
+            options: Default::default(),
+        },
+        d.path(),
+    )
+    .unwrap();
+    let report = repo
+        .push_objects(
+            &[(object.hash, object.size)],
+            &remote,
+            &TransferOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(report.transferred, 1);
+    let again = repo
+        .push_objects(
+            &[(object.hash, object.size)],
+            &remote,
+            &TransferOptions::default(),
+        )
+        .unwrap();
+    assert_eq!((again.transferred, again.already_present), (0, 1));
+
+    // A second repository fetches it by hash.
+    let (_d2, other) = repo_pair();
+    let got = other
+        .fetch_objects(
+            &[(object.hash, object.size)],
+            &remote,
+            &TransferOptions::default().jobs(2),
+        )
+        .unwrap();
+    assert_eq!(got.transferred, 1);
+    assert!(other.has_object(&object).unwrap());
+
+    // A flipped byte in the remote is caught, and nothing enters the cache.
+    let (_d3, third) = repo_pair();
+    let key = remote_dir.path().join(object.hash.object_key());
+    let mut perms = std::fs::metadata(&key).unwrap().permissions();
+    #[allow(
+        clippy::permissions_set_readonly_false,
+        reason = "the test tampers with the remote"
+    )]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&key, perms).unwrap();
+    let mut bytes = std::fs::read(&key).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(&key, bytes).unwrap();
+    let err = third
+        .fetch_objects(
+            &[(object.hash, object.size)],
+            &remote,
+            &TransferOptions::default(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(!third.has_object(&object).unwrap());
+}
+
+fn repo_pair() -> (tempfile::TempDir, Repo) {
+    repo()
+}
+
+#[test]
+fn progress_reports_every_object_and_byte() {
+    let (d, repo) = repo();
+    let remote_dir = tempfile::tempdir().unwrap();
+    let mut objects = Vec::new();
+    for i in 0..20u8 {
+        write(d.path(), &format!("f{i}"), &vec![i; 10 + usize::from(i)]);
+        let o = repo.store_path(Path::new(&format!("f{i}"))).unwrap();
+        objects.push((o.hash, o.size));
+    }
+    let remote = mlops_cas::Remote::open(
+        "r",
+        &mlops_cas::RemoteConfig {
+            url: remote_dir.path().to_string_lossy().into_owned(),
+            options: Default::default(),
+        },
+        d.path(),
+    )
+    .unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let options =
+        TransferOptions::default().progress(std::sync::Arc::new(move |p: &mlops_cas::Progress| {
+            sink.lock().unwrap().push(*p);
+        }));
+    repo.push_objects(&objects, &remote, &options).unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 20);
+    let last = seen.iter().max_by_key(|p| p.objects_done).unwrap();
+    assert_eq!(last.objects_done, 20);
+    assert_eq!(last.bytes_done, objects.iter().map(|(_, s)| s).sum::<u64>());
+    assert_eq!(last.bytes_total, last.bytes_done);
+}
