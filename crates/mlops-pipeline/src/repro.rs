@@ -346,6 +346,13 @@ pub(crate) fn repro(
                 let tx = tx.clone();
                 let ctx = &ctx;
                 running += 1;
+                if running == 1 && ready.is_empty() {
+                    // Nothing else can start until this stage is done (a chain): run it on this
+                    // thread and save two thread hand-offs per stage.
+                    let done = process(ctx, &spec.stages[i], entry.as_ref(), events);
+                    let _ = tx.send((i, done));
+                    break;
+                }
                 scope.spawn(move || {
                     let done = process(ctx, &spec.stages[i], entry.as_ref(), events);
                     let _ = tx.send((i, done));

@@ -102,7 +102,14 @@ impl Spec {
             let offset = e.span().map_or(0, |s| s.start);
             Error::at_offset(file, text, offset, e.message().trim().to_owned())
         })?;
-        let ctx = Ctx { file, text };
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        let ctx = Ctx {
+            file,
+            text,
+            line_starts,
+        };
         let mut stages = Vec::new();
         for (name, raw_stage) in raw.stages {
             ctx.check_name(&name)?;
@@ -200,6 +207,9 @@ struct RawStage {
 struct Ctx<'a> {
     file: &'a Path,
     text: &'a str,
+    /// Byte offsets where lines start, so finding a stage's line is a binary search, not a scan
+    /// from the top of the file (which made parsing quadratic in the number of stages).
+    line_starts: Vec<usize>,
 }
 
 impl Ctx<'_> {
@@ -208,7 +218,8 @@ impl Ctx<'_> {
     }
 
     fn line(&self, span: std::ops::Range<usize>) -> usize {
-        crate::error::line_column(self.text, span.start).0
+        self.line_starts
+            .partition_point(|&start| start <= span.start)
     }
 
     fn check_name(&self, name: &Spanned<String>) -> Result<()> {
