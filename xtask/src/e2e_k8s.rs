@@ -4,7 +4,8 @@
 //! in-process fake API server scripts in the crate's tests, checked for real.
 //!
 //! Try it with kind (see docs/k8s.md): `kind create cluster --name mlops-e2e`, then
-//! `KUBECONFIG=$HOME/.kube/config cargo xtask e2e-k8s`.
+//! `KUBECONFIG=$HOME/.kube/config cargo xtask e2e-k8s`. `--fake` runs the same harness against the
+//! in-process fake API server, so the harness itself is checked without a cluster.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -27,6 +28,10 @@ pub(crate) struct E2eArgs {
     /// Use this mlops binary instead of building one.
     #[arg(long)]
     mlops: Option<PathBuf>,
+    /// Run against the in-process fake API server (scripted lifecycles) instead of a cluster:
+    /// checks this harness and the binary without one.
+    #[arg(long)]
+    fake: bool,
 }
 
 /// What a scenario must end with.
@@ -117,19 +122,29 @@ const SCENARIOS: &[Scenario] = &[
 ];
 
 pub(crate) fn run(args: &E2eArgs) -> anyhow::Result<()> {
-    let Some(kubeconfig) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) else {
+    // Keeps the fake server alive for the whole run.
+    let mut _fake = None;
+    let kubeconfig = if args.fake {
+        let (cluster, path) = start_fake()?;
+        _fake = Some(cluster);
+        Some(path.into_os_string())
+    } else {
+        std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty())
+    };
+    let Some(kubeconfig) = kubeconfig else {
         bail!(
             "cargo xtask e2e-k8s needs a Kubernetes cluster: set KUBECONFIG to its kubeconfig.\n\
              With kind: `kind create cluster --name mlops-e2e` then \
              `KUBECONFIG=$HOME/.kube/config cargo xtask e2e-k8s` (see docs/k8s.md).\n\
-             Without a cluster, the same scenarios run against the in-process fake API server in \
-             `cargo test -p mlops-k8s`."
+             Without a cluster, `cargo xtask e2e-k8s --fake` runs them against the in-process \
+             fake API server (as `cargo test -p mlops-k8s` does)."
         );
     };
     eprintln!(
         "e2e-k8s: cluster from KUBECONFIG={}",
         kubeconfig.to_string_lossy()
     );
+    let grace = if args.fake { "1s" } else { "20s" };
     let mlops = match &args.mlops {
         Some(p) => p.clone(),
         None => build_mlops()?,
@@ -140,7 +155,7 @@ pub(crate) fn run(args: &E2eArgs) -> anyhow::Result<()> {
         .filter(|s| args.only.as_deref().is_none_or(|o| s.name.contains(o)))
     {
         let t = Instant::now();
-        match scenario(&mlops, &args.namespace, s) {
+        match scenario(&mlops, &kubeconfig, &args.namespace, grace, s) {
             Ok(summary) => eprintln!(
                 "ok    {:<20} {:>6.1}s  {summary}",
                 s.name,
@@ -158,7 +173,7 @@ pub(crate) fn run(args: &E2eArgs) -> anyhow::Result<()> {
     }
     if args.only.as_deref().is_none_or(|o| "cancel".contains(o)) {
         let t = Instant::now();
-        match cancel(&mlops, &args.namespace) {
+        match cancel(&mlops, &kubeconfig, &args.namespace, grace, args.fake) {
             Ok(()) => eprintln!(
                 "ok    {:<20} {:>6.1}s  interrupted run deleted its Job",
                 "cancel",
@@ -173,6 +188,9 @@ pub(crate) fn run(args: &E2eArgs) -> anyhow::Result<()> {
                 failures.push("cancel");
             }
         }
+    }
+    if args.fake {
+        let _ = std::fs::remove_file(&kubeconfig);
     }
     if !failures.is_empty() {
         bail!(
@@ -195,23 +213,62 @@ fn build_mlops() -> anyhow::Result<PathBuf> {
     Ok(root.join("target/debug/mlops"))
 }
 
-/// A project folder with one stage `e2e` running `cmd` with the `[stages.e2e.k8s]` lines `k8s`.
-fn project(namespace: &str, k8s: &str, cmd: &str) -> anyhow::Result<tempfile::TempDir> {
+/// The fake API server with each scenario's lifecycle scripted for its stage's Jobs, and a
+/// kubeconfig pointing at it.
+fn start_fake() -> anyhow::Result<(mlops_k8s::fake::FakeCluster, PathBuf)> {
+    use mlops_k8s::fake::{FakeCluster, Scenario as Fake};
+    let cluster = FakeCluster::start()?;
+    cluster.script(
+        "mlops-success-",
+        Fake::succeed("hello from the cluster\ndone\n"),
+    );
+    cluster.script("mlops-non-zero-exit-", Fake::exit(3, "failing\n"));
+    cluster.script("mlops-image-pull-backoff-", Fake::image_pull_backoff());
+    cluster.script(
+        "mlops-invalid-image-name-",
+        Fake::stuck_waiting("InvalidImageName", "Failed to apply default image tag"),
+    );
+    cluster.script("mlops-unschedulable-", Fake::unschedulable());
+    cluster.script("mlops-oom-killed-", Fake::oom_killed());
+    cluster.script("mlops-deadline-exceeded-", Fake::deadline_exceeded());
+    cluster.script("mlops-cancel-", Fake::run_forever());
+    let path =
+        std::env::temp_dir().join(format!("mlops-e2e-fake-{}.kubeconfig", std::process::id()));
+    std::fs::write(&path, cluster.kubeconfig_yaml("default"))?;
+    Ok((cluster, path))
+}
+
+/// A project folder with one stage named `stage` running `cmd`, with the `k8s` lines as its
+/// `[stages.NAME.k8s]` table.
+fn project(
+    namespace: &str,
+    grace: &str,
+    stage: &str,
+    k8s: &str,
+    cmd: &str,
+) -> anyhow::Result<tempfile::TempDir> {
     let dir = tempfile::tempdir()?;
     std::fs::create_dir(dir.path().join(".mlops"))?;
     let toml = format!(
-        "[k8s]\nnamespace = \"{namespace}\"\nimage-pull-grace = \"20s\"\nunschedulable-grace = \"15s\"\nttl-after-finished = \"10m\"\n\n[stages.e2e]\ncmd = \"{cmd}\"\n\n[stages.e2e.k8s]\n{k8s}\n"
+        "[k8s]\nnamespace = \"{namespace}\"\nimage-pull-grace = \"{grace}\"\nunschedulable-grace = \"{grace}\"\nttl-after-finished = \"10m\"\n\n[stages.{stage}]\ncmd = \"{cmd}\"\n\n[stages.{stage}.k8s]\n{k8s}\n"
     );
     std::fs::write(dir.path().join("mlops.toml"), toml)?;
     Ok(dir)
 }
 
-fn scenario(mlops: &Path, namespace: &str, s: &Scenario) -> anyhow::Result<String> {
-    let dir = project(namespace, s.k8s, s.cmd)?;
+fn scenario(
+    mlops: &Path,
+    kubeconfig: &std::ffi::OsStr,
+    namespace: &str,
+    grace: &str,
+    s: &Scenario,
+) -> anyhow::Result<String> {
+    let dir = project(namespace, grace, s.name, s.k8s, s.cmd)?;
     let out = Command::new(mlops)
+        .env("KUBECONFIG", kubeconfig)
         .arg("-C")
         .arg(dir.path())
-        .args(["--json", "k8s", "run", "e2e"])
+        .args(["--json", "k8s", "run", s.name])
         .stderr(Stdio::inherit())
         .output()
         .context("starting mlops")?;
@@ -252,16 +309,29 @@ fn scenario(mlops: &Path, namespace: &str, s: &Scenario) -> anyhow::Result<Strin
 }
 
 /// Starts a long run, sends SIGTERM after the pod started, and expects a prompt, clean stop.
-fn cancel(mlops: &Path, namespace: &str) -> anyhow::Result<()> {
-    let dir = project(namespace, "image = \"busybox:1.36\"", "sleep 600")?;
+fn cancel(
+    mlops: &Path,
+    kubeconfig: &std::ffi::OsStr,
+    namespace: &str,
+    grace: &str,
+    fake: bool,
+) -> anyhow::Result<()> {
+    let dir = project(
+        namespace,
+        grace,
+        "cancel",
+        "image = \"busybox:1.36\"",
+        "sleep 600",
+    )?;
     let child = Command::new(mlops)
+        .env("KUBECONFIG", kubeconfig)
         .arg("-C")
         .arg(dir.path())
-        .args(["k8s", "run", "e2e"])
+        .args(["k8s", "run", "cancel"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
-    std::thread::sleep(Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(if fake { 2 } else { 15 }));
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status()?;
     let t = Instant::now();
