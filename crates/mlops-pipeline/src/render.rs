@@ -111,24 +111,33 @@ pub fn graph_json(p: &Pipeline) -> GraphJson {
 fn ascii(p: &Pipeline) -> String {
     let stages = &p.spec().stages;
     let dag = p.dag();
+    let mut position = vec![0; stages.len()];
+    for (k, &i) in dag.order().iter().enumerate() {
+        position[i] = k;
+    }
+    // A stage with several parents is drawn under the one that runs last (by then all its
+    // inputs exist); under the others it is only named.
+    let home: Vec<Option<usize>> = (0..stages.len())
+        .map(|i| dag.upstream(i).max_by_key(|&j| position[j]))
+        .collect();
     let mut out = String::new();
     let mut printed = vec![false; stages.len()];
-    // Iterative depth-first walk; a stage with several parents is drawn once, then referenced.
     for &root in dag.order() {
-        if dag.upstream(root).next().is_some() {
+        if home[root].is_some() {
             continue;
         }
-        let mut stack: Vec<(usize, String, bool, bool)> = vec![(root, String::new(), true, true)];
-        while let Some((i, prefix, last, top)) = stack.pop() {
-            let (branch, child_prefix) = if top {
-                (String::new(), String::new())
-            } else if last {
-                (format!("{prefix}└── "), format!("{prefix}    "))
-            } else {
-                (format!("{prefix}├── "), format!("{prefix}│   "))
+        // Iterative depth-first walk: (stage, parent, prefix, last child).
+        let mut stack: Vec<(usize, Option<usize>, String, bool)> =
+            vec![(root, None, String::new(), true)];
+        while let Some((i, parent, prefix, last)) = stack.pop() {
+            let (branch, child_prefix) = match (parent, last) {
+                (None, _) => (String::new(), String::new()),
+                (Some(_), true) => (format!("{prefix}└── "), format!("{prefix}    ")),
+                (Some(_), false) => (format!("{prefix}├── "), format!("{prefix}│   ")),
             };
-            if printed[i] {
-                let _ = writeln!(out, "{branch}{} (see above)", stages[i].name);
+            if parent.is_some() && parent != home[i] {
+                let whence = if printed[i] { "above" } else { "below" };
+                let _ = writeln!(out, "{branch}{} (see {whence})", stages[i].name);
                 continue;
             }
             printed[i] = true;
@@ -137,7 +146,7 @@ fn ascii(p: &Pipeline) -> String {
             children.sort_unstable();
             let n = children.len();
             for (k, c) in children.into_iter().enumerate().rev() {
-                stack.push((c, child_prefix.clone(), k + 1 == n, false));
+                stack.push((c, Some(i), child_prefix.clone(), k + 1 == n));
             }
         }
     }
@@ -213,7 +222,7 @@ cmd = "l"
     fn ascii_tree_draws_shared_children_once() {
         assert_eq!(
             render(&pipeline(), Format::Ascii),
-            "lint\nprepare\n├── eval\n└── train\n    └── eval (see above)\n"
+            "lint\nprepare\n├── eval (see below)\n└── train\n    └── eval\n"
         );
     }
 
