@@ -254,6 +254,48 @@ impl Dataset {
         })
     }
 
+    /// The exact range of an integer column over the whole dataset from Parquet statistics, when
+    /// every row group has them (`None` otherwise, or for CSV).
+    pub(crate) fn int_range(&self, column: &str) -> Option<(i64, i64)> {
+        let mut range: Option<(i64, i64)> = None;
+        for unit in self.units() {
+            let (Some(meta), Some(rg)) =
+                (self.files[unit.file].kind.parquet_meta(), unit.row_group)
+            else {
+                return None;
+            };
+            let rg_meta = meta.metadata().row_group(rg);
+            let idx = rg_meta
+                .columns()
+                .iter()
+                .position(|c| c.column_descr().path().parts() == [column.to_owned()])?;
+            let stats = rg_meta.column(idx).statistics()?;
+            let (lo, hi) = match stats {
+                Statistics::Int32(s) if s.min_is_exact() && s.max_is_exact() => {
+                    match (s.min_opt(), s.max_opt()) {
+                        (Some(a), Some(b)) => (i64::from(*a), i64::from(*b)),
+                        _ if stats.null_count_opt() == u64::try_from(rg_meta.num_rows()).ok() => {
+                            continue;
+                        }
+                        _ => return None,
+                    }
+                }
+                Statistics::Int64(s) if s.min_is_exact() && s.max_is_exact() => {
+                    match (s.min_opt(), s.max_opt()) {
+                        (Some(a), Some(b)) => (*a, *b),
+                        _ if stats.null_count_opt() == u64::try_from(rg_meta.num_rows()).ok() => {
+                            continue;
+                        }
+                        _ => return None,
+                    }
+                }
+                _ => return None,
+            };
+            range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+        }
+        range
+    }
+
     /// Reads a unit's batches, decoding only `columns` (names; all when `None`), and calls `f`
     /// on each batch in row order.
     pub(crate) fn scan_unit(

@@ -195,14 +195,60 @@ pub(crate) struct UniqueState {
     all_ints: Vec<i64>,
     /// Row of each entry of `all_ints`, once a null made rows and positions differ.
     all_int_rows: Option<Vec<u64>>,
+    /// For integer columns whose range the footers give and that is at most 16 values per row:
+    /// a bitmap over the range, tested in row order as units merge (2 bits per row, no copy).
+    dense: Option<DenseInts>,
     keys: FastSet<Vec<Key>>,
     rows: RowState,
+}
+
+/// A bitmap over `[base, base + bits)`; values outside (statistics that lied) go to a set.
+#[derive(Debug)]
+pub(crate) struct DenseInts {
+    base: i64,
+    len: u64,
+    bits: Vec<u64>,
+    outside: FastSet<i64>,
+    distinct: u64,
+}
+
+impl DenseInts {
+    fn new(min: i64, max: i64) -> Self {
+        let len = (max as i128 - min as i128 + 1) as u64;
+        Self {
+            base: min,
+            len,
+            bits: vec![0; len.div_ceil(64) as usize],
+            outside: FastSet::default(),
+            distinct: 0,
+        }
+    }
+
+    /// Records `v`; false when it was seen before.
+    #[inline]
+    fn insert(&mut self, v: i64) -> bool {
+        let off = (v as i128 - self.base as i128) as u128;
+        let fresh = if off < u128::from(self.len) {
+            let (word, bit) = ((off / 64) as usize, off % 64);
+            let mask = 1u64 << bit;
+            let fresh = self.bits[word] & mask == 0;
+            self.bits[word] |= mask;
+            fresh
+        } else {
+            self.outside.insert(v)
+        };
+        self.distinct += u64::from(fresh);
+        fresh
+    }
 }
 
 impl UniqueState {
     /// Finds the duplicates among `all_ints`: the count, the first failing rows (in row order)
     /// and the number of distinct values.
     fn resolve_ints(&mut self, cap: usize) -> u64 {
+        if let Some(d) = &self.dense {
+            return d.distinct;
+        }
         if self.all_ints.is_empty() {
             return 0;
         }
@@ -307,6 +353,8 @@ enum Check {
     Unique {
         cols: Vec<String>,
         int_fast: bool,
+        /// The column's exact value range from Parquet statistics, when small enough for a bitmap.
+        dense: Option<(i64, i64)>,
     },
     NotNull {
         col: String,
@@ -704,7 +752,7 @@ impl Check {
                     *last = Some(v);
                 });
             }
-            (Self::Unique { cols, int_fast }, State::Unique(u)) => {
+            (Self::Unique { cols, int_fast, .. }, State::Unique(u)) => {
                 if *int_fast {
                     let arr = col(&cols[0])?;
                     let KeyView::Int(a) = KeyView::new(&arr)? else {
@@ -905,17 +953,26 @@ impl Check {
                     _ => &[],
                 };
                 a.rows.checked += b.pending_ints.len() as u64;
-                if a.all_int_rows.is_none() && b.pending_int_rows.is_some() {
+                if let Some(dense) = &mut a.dense {
+                    for (i, v) in b.pending_ints.iter().enumerate() {
+                        if !dense.insert(*v) {
+                            let row = b.pending_int_rows.as_ref().map_or(i as u64, |r| r[i]);
+                            a.rows.fail(row + offset, || Value::from(*v), cap);
+                        }
+                    }
+                } else if a.all_int_rows.is_none() && b.pending_int_rows.is_some() {
                     // Until now every row had a value: positions were rows.
                     a.all_int_rows = Some((0..a.all_ints.len() as u64).collect());
                 }
-                if let Some(rows) = &mut a.all_int_rows {
+                if let (None, Some(rows)) = (&a.dense, &mut a.all_int_rows) {
                     match &b.pending_int_rows {
                         Some(r) => rows.extend(r.iter().map(|x| x + offset)),
                         None => rows.extend((0..b.pending_ints.len() as u64).map(|x| x + offset)),
                     }
                 }
-                a.all_ints.extend_from_slice(&b.pending_ints);
+                if a.dense.is_none() {
+                    a.all_ints.extend_from_slice(&b.pending_ints);
+                }
                 for (row, key) in b.pending_keys {
                     a.rows.checked += 1;
                     if a.keys.contains(&key) {
@@ -1034,8 +1091,20 @@ fn scan(ds: &Dataset, checks: &[Check], cap: usize, use_stats: bool) -> Result<P
             // Size exact-uniqueness sets once from the row count the footers give (no rehashing).
             if let Some(rows) = ds.rows_from_metadata() {
                 for (check, st) in checks.iter().zip(&mut acc.states) {
-                    if let (Check::Unique { int_fast: true, .. }, State::Unique(u)) = (check, st) {
-                        u.all_ints.reserve_exact(usize::try_from(rows).unwrap_or(0));
+                    match (check, st) {
+                        (
+                            Check::Unique {
+                                dense: Some((lo, hi)),
+                                ..
+                            },
+                            State::Unique(u),
+                        ) => {
+                            u.dense = Some(DenseInts::new(*lo, *hi));
+                        }
+                        (Check::Unique { int_fast: true, .. }, State::Unique(u)) => {
+                            u.all_ints.reserve_exact(usize::try_from(rows).unwrap_or(0));
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -1229,9 +1298,33 @@ fn plan(suite: &Suite, ds: &Dataset, opts: &CheckOptions) -> Result<Vec<Check>> 
                     let dt = field(data, schema, &columns[0])?;
                     dt.is_integer() || column::is_temporal(dt)
                 };
+                let dense = if int_fast && opts.use_statistics {
+                    let dt = field(data, schema, &columns[0])?;
+                    let physical_int = matches!(
+                        dt,
+                        DataType::Int32
+                            | DataType::Int64
+                            | DataType::Date32
+                            | DataType::Timestamp(..)
+                    );
+                    match (
+                        physical_int,
+                        ds.int_range(&columns[0]),
+                        ds.rows_from_metadata(),
+                    ) {
+                        (true, Some((lo, hi)), Some(rows)) => {
+                            let span = hi as i128 - lo as i128 + 1;
+                            (span <= 16 * i128::from(rows.max(1024))).then_some((lo, hi))
+                        }
+                        _ => None,
+                    }
+                } else {
+                    None
+                };
                 Check::Unique {
                     cols: columns.clone(),
                     int_fast,
+                    dense,
                 }
             }
             Kind::NotNull { column, sentinels } => {

@@ -413,6 +413,22 @@ fn statistics_path_gives_identical_results_to_the_scan_path() {
             "score",
             f64s((0..n).map(|i| Some(i as f64 / 10.0)).collect()),
         ),
+        // Repeats from row 4000 on, and a few nulls: unique via the bitmap (statistics) and
+        // via the sort (scan) must agree.
+        (
+            "k",
+            i64s(
+                (0..n)
+                    .map(|i| {
+                        if i % 1000 == 999 {
+                            None
+                        } else {
+                            Some(i % 4000 + 1_000_000)
+                        }
+                    })
+                    .collect(),
+            ),
+        ),
     ]);
     write_parquet(&dir.path().join("d.parquet"), &b, 500);
     let suite = Suite::new("t", "d.parquet", dir.path())
@@ -436,6 +452,12 @@ fn statistics_path_gives_identical_results_to_the_scan_path() {
         .expect(Expectation::new(Kind::RowCount {
             min: Some(5000),
             max: None,
+        }))
+        .expect(Expectation::new(Kind::Unique {
+            columns: vec!["k".into()],
+        }))
+        .expect(Expectation::new(Kind::Unique {
+            columns: vec!["id".into()],
         }));
     let fast = run_suite(&suite, &CheckOptions::default()).unwrap();
     let scan = run_suite(&suite, &CheckOptions::default().with_statistics(false)).unwrap();
@@ -450,6 +472,15 @@ fn statistics_path_gives_identical_results_to_the_scan_path() {
         fast.results[4].failing_rows[0].row, 0,
         "strict min excludes id 0"
     );
+    let dups = &fast.results[6];
+    assert_eq!(
+        dups.unexpected_count,
+        1000 - 1,
+        "rows 4000..5000 repeat, one of them is null"
+    );
+    assert_eq!(dups.failing_rows[0].row, 4000);
+    assert_eq!(dups.details["distinct"], serde_json::json!(4000 - 4));
+    assert!(fast.results[7].passed);
 }
 
 proptest! {
