@@ -302,6 +302,7 @@ impl Dataset {
         &self,
         unit: Unit,
         columns: Option<&[String]>,
+        dictionary: &[String],
         f: &mut dyn FnMut(&RecordBatch) -> Result<()>,
     ) -> Result<()> {
         let file = &self.files[unit.file];
@@ -327,6 +328,7 @@ impl Dataset {
             }
             FileKind::Parquet(meta) => {
                 let handle = open_local()?;
+                let meta = with_dictionary(meta, dictionary);
                 let mut builder =
                     ParquetRecordBatchReaderBuilder::new_with_metadata(handle, meta.clone())
                         .with_batch_size(BATCH_SIZE);
@@ -366,6 +368,42 @@ impl Dataset {
         }
         Ok(())
     }
+}
+
+/// The reader metadata with the string columns named in `dictionary` read as
+/// `Dictionary(Int32, Utf8)`: dictionary-encoded pages then decode to keys without building one
+/// string per row (set checks evaluate each dictionary value once).
+fn with_dictionary(meta: &ArrowReaderMetadata, dictionary: &[String]) -> ArrowReaderMetadata {
+    if dictionary.is_empty() {
+        return meta.clone();
+    }
+    let mut changed = false;
+    let fields: Vec<Field> = meta
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            if matches!(f.data_type(), DataType::Utf8) && dictionary.iter().any(|d| d == f.name()) {
+                changed = true;
+                f.as_ref().clone().with_data_type(DataType::Dictionary(
+                    Box::new(DataType::Int32),
+                    Box::new(DataType::Utf8),
+                ))
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    if !changed {
+        return meta.clone();
+    }
+    let schema = Arc::new(Schema::new_with_metadata(
+        fields,
+        meta.schema().metadata().clone(),
+    ));
+    let options = ArrowReaderOptions::new().with_schema(schema);
+    ArrowReaderMetadata::try_new(Arc::clone(meta.metadata()), options)
+        .unwrap_or_else(|_| meta.clone())
 }
 
 /// What a Parquet footer says about one column chunk.

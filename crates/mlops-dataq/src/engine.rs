@@ -664,6 +664,44 @@ impl Check {
                             }
                         });
                     }
+                    SetMatch::Strs(_) | SetMatch::StrSet(_) if matches!(arr.data_type(), DataType::Dictionary(k, v) if **k == DataType::Int32 && **v == DataType::Utf8) =>
+                    {
+                        let dict = arr
+                            .as_any()
+                            .downcast_ref::<arrow::array::DictionaryArray<arrow::datatypes::Int32Type>>()
+                            .ok_or_else(|| Error::Config("internal: dictionary column".into()))?;
+                        let values = str_view(dict.values())?;
+                        // Membership of each dictionary value, once.
+                        let member: Vec<bool> = (0..values.len())
+                            .map(|j| {
+                                values.is_valid(j)
+                                    && match set {
+                                        SetMatch::Strs(strs) => {
+                                            strs.iter().any(|s| s == values.value(j))
+                                        }
+                                        SetMatch::StrSet(strs) => strs.contains(values.value(j)),
+                                        _ => false,
+                                    }
+                            })
+                            .collect();
+                        let keys = dict.keys();
+                        for i in 0..keys.len() {
+                            if keys.is_valid(i) {
+                                let k = keys.value(i) as usize;
+                                if !values.is_valid(k) {
+                                    continue;
+                                }
+                                st.checked += 1;
+                                if member[k] == *negate {
+                                    st.fail(
+                                        base + i as u64,
+                                        || Value::String(values.value(k).to_owned()),
+                                        cap,
+                                    );
+                                }
+                            }
+                        }
+                    }
                     SetMatch::Strs(strs) => {
                         let a = str_view(&arr)?;
                         for i in 0..a.len() {
@@ -1204,7 +1242,29 @@ fn scan_unit(
         }
     }
     let mut rows = 0u64;
-    ds.scan_unit(unit, Some(&needed), &mut |batch| {
+    // String columns only checked for set membership are read dictionary-encoded.
+    let dictionary: Vec<String> = needed
+        .iter()
+        .filter(|c| {
+            let mut users = checks
+                .iter()
+                .zip(&states)
+                .filter(|(_, s)| s.is_none())
+                .map(|(ch, _)| ch)
+                .filter(|ch| ch.columns().contains(&c.as_str()));
+            users.all(|ch| {
+                matches!(
+                    ch,
+                    Check::Set {
+                        set: SetMatch::Strs(_) | SetMatch::StrSet(_),
+                        ..
+                    }
+                )
+            })
+        })
+        .cloned()
+        .collect();
+    ds.scan_unit(unit, Some(&needed), &dictionary, &mut |batch| {
         for (i, st) in &mut live {
             checks[*i].update(st, batch, rows, cap)?;
         }

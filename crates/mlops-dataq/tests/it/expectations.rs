@@ -518,3 +518,60 @@ proptest! {
         prop_assert_eq!(firsts, dups.into_iter().take(10).collect::<Vec<_>>());
     }
 }
+
+/// A string column only used by set checks is read dictionary-encoded; with another check on
+/// the same column it is read as plain strings. Both give the same set results.
+#[test]
+fn dictionary_read_of_set_columns_matches_plain_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let plans = ["basic", "pro", "gold", "enterprise"];
+    let b = batch(vec![(
+        "plan",
+        strs(
+            (0..3000)
+                .map(|i| {
+                    if i % 97 == 0 {
+                        None
+                    } else {
+                        Some(plans[(i * 7 % 13) % 4])
+                    }
+                })
+                .collect(),
+        ),
+    )]);
+    write_parquet(&dir.path().join("p.parquet"), &b, 700);
+    let set = || Kind::InSet {
+        column: "plan".into(),
+        values: vec![
+            Scalar::Str("basic".into()),
+            Scalar::Str("pro".into()),
+            Scalar::Str("enterprise".into()),
+        ],
+    };
+    let alone = Suite::new("t", "p.parquet", dir.path())
+        .expect(Expectation::new(set()))
+        .expect(Expectation::new(Kind::NotInSet {
+            column: "plan".into(),
+            values: vec![Scalar::Str("pro".into())],
+        }));
+    let mixed = Suite::new("t", "p.parquet", dir.path())
+        .expect(Expectation::new(set()))
+        .expect(Expectation::new(Kind::NotInSet {
+            column: "plan".into(),
+            values: vec![Scalar::Str("pro".into())],
+        }))
+        .expect(Expectation::new(Kind::Regex {
+            column: "plan".into(),
+            pattern: "^[a-z]+$".into(),
+        }));
+    let a = run_suite(&alone, &CheckOptions::default()).unwrap();
+    let m = run_suite(&mixed, &CheckOptions::default()).unwrap();
+    assert_eq!(a.results[0], m.results[0]);
+    assert_eq!(a.results[1], m.results[1]);
+    let gold = (0..3000)
+        .filter(|i| i % 97 != 0 && (i * 7 % 13) % 4 == 2)
+        .count() as u64;
+    assert_eq!(a.results[0].unexpected_count, gold);
+    assert_eq!(a.results[0].failing_rows[0].value, json!("gold"));
+    assert_eq!(a.results[0].element_count, 3000 - 31);
+}
