@@ -34,10 +34,11 @@
 //!
 //! Memory: `not_null`, `between`, sets, `regex`, `length_between`, `increasing`, `mean`, `sum`,
 //! `stddev`, `min`, `max`, `class_balance`, `freshness` and PSI drift keep bounded state per
-//! expectation. `unique`, `distinct_count` and `unique_ratio` keep one hash-set entry per
-//! distinct value (8 bytes for integer columns); `median`, `quantiles` and KS, Wasserstein and
-//! numeric Jensen-Shannon drift keep every non-null value as f64 (exact results). See
-//! `docs/dataq.md`.
+//! expectation, as does `unique` on an integer column whose Parquet footers give a dense range
+//! (a bitmap). Other `unique` checks keep every key (integers: 8 bytes per row plus a sorted
+//! copy while checking); `distinct_count` and `unique_ratio` keep the distinct values; `median`,
+//! `quantiles` and KS, Wasserstein and numeric Jensen-Shannon drift keep every non-null value as
+//! f64. All results are exact. See `docs/dataq.md`.
 
 mod column;
 mod dataset;
