@@ -219,9 +219,9 @@ impl Cluster {
         config.write_timeout = Some(Duration::from_secs(30));
         let url = config.cluster_url.to_string();
         let context_namespace = config.default_namespace.clone();
-        let client = kube::Client::try_from(config).map_err(|source| Error::Unreachable {
+        let client = kube::Client::try_from(config).map_err(|error| Error::Unreachable {
             url: url.clone(),
-            source,
+            error,
         })?;
         Ok(Self {
             client,

@@ -75,13 +75,13 @@ pub enum Error {
         source: kube::config::KubeconfigError,
     },
     /// The cluster's API server did not answer (connection refused, timeout, TLS).
-    #[error("cluster at {url} is unreachable: {source}")]
+    #[error("cluster at {url} is unreachable: {}", describe(error))]
     Unreachable {
         /// The API server URL.
         url: String,
-        /// The underlying error.
-        #[source]
-        source: kube::Error,
+        /// The client's error. Not exposed as `source()`: the message already says it readably
+        /// (kube's own text embeds debug output).
+        error: kube::Error,
     },
     /// The API server refused a request for lack of permission (RBAC).
     #[error(
@@ -98,13 +98,12 @@ pub enum Error {
         message: String,
     },
     /// Any other failed API call, naming what was attempted.
-    #[error("{action}: {source}")]
+    #[error("{action}: {}", describe(error))]
     Api {
         /// What was being done, e.g. `apply job mlops-train-1a2b3c4d`.
         action: String,
-        /// The underlying error.
-        #[source]
-        source: kube::Error,
+        /// The client's error (not exposed as `source()`, see [`Error::Unreachable`]).
+        error: kube::Error,
     },
     /// A local file could not be read or written.
     #[error("{}: {source}", path.display())]
@@ -130,6 +129,42 @@ pub enum Error {
     /// The run was cancelled; the Job was deleted.
     #[error("cancelled")]
     Cancelled,
+}
+
+/// A readable account of a client error: the API server's `Status` message and code, a body that
+/// is not a `Status` (not an API server), or the transport's cause chain without repeats.
+pub(crate) fn describe(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if status.reason == "Failed to parse error data" => format!(
+            "HTTP {} with a body that is not a Kubernetes Status; is the kubeconfig's server a Kubernetes API server?",
+            status.code
+        ),
+        kube::Error::Api(status) => {
+            let mut text = status.message.clone();
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(&format!("(HTTP {}", status.code));
+            if !status.reason.is_empty() {
+                text.push(' ');
+                text.push_str(&status.reason);
+            }
+            text.push(')');
+            text
+        }
+        other => {
+            let mut parts: Vec<String> = Vec::new();
+            let mut next: Option<&dyn std::error::Error> = Some(other);
+            while let Some(e) = next {
+                let text = e.to_string();
+                if !parts.iter().any(|p| p.contains(&text)) {
+                    parts.push(text);
+                }
+                next = e.source();
+            }
+            parts.join(": ")
+        }
+    }
 }
 
 fn known_hint(known: &[String]) -> String {
@@ -159,3 +194,49 @@ impl Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    #[test]
+    fn api_errors_read_well() {
+        let status = Status::failure("jobs.batch \"x\" not found", "NotFound").with_code(404);
+        let err = Error::Api {
+            action: "get job x".into(),
+            error: kube::Error::Api(status.boxed()),
+        };
+        assert_eq!(
+            err.to_string(),
+            "get job x: jobs.batch \"x\" not found (HTTP 404 NotFound)"
+        );
+
+        let garbage = Status::failure("", "Failed to parse error data").with_code(404);
+        let err = Error::Api {
+            action: "apply job x".into(),
+            error: kube::Error::Api(garbage.boxed()),
+        };
+        assert_eq!(
+            err.to_string(),
+            "apply job x: HTTP 404 with a body that is not a Kubernetes Status; is the kubeconfig's server a Kubernetes API server?"
+        );
+    }
+
+    #[test]
+    fn transport_errors_list_their_causes_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let err = Error::Unreachable {
+            url: "https://k:6443/".into(),
+            error: kube::Error::ReadEvents(io),
+        };
+        let text = err.to_string();
+        assert!(
+            text.starts_with("cluster at https://k:6443/ is unreachable: "),
+            "{text}"
+        );
+        assert_eq!(text.matches("connection refused").count(), 1, "{text}");
+        assert!(!err.is_usage());
+    }
+}

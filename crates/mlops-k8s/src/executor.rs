@@ -189,7 +189,8 @@ impl Executor for K8sExecutor {
             Err(e) => Err(ExecError::Runtime {
                 stage: job.name.clone(),
                 message: e.to_string(),
-                source: Some(Box::new(e)),
+                // The message is the whole account; a source would print it twice.
+                source: None,
             }),
         }
     }

@@ -232,15 +232,15 @@ pub(crate) fn api_error(
         },
         kube::Error::Api(status) => Error::Api {
             action,
-            source: kube::Error::Api(status),
+            error: kube::Error::Api(status),
         },
         other @ (kube::Error::HyperError(_) | kube::Error::Service(_)) => Error::Unreachable {
             url: url.to_owned(),
-            source: other,
+            error: other,
         },
         other => Error::Api {
             action,
-            source: other,
+            error: other,
         },
     }
 }
@@ -370,10 +370,10 @@ pub async fn run_job(
                     *n += 1;
                     warn!(%resource, error = %error, "watch failed; resuming");
                     if *n >= MAX_WATCH_ERRORS {
-                        break Err(Error::Api { action: format!("watch {resource} of job {name}"), source: into_kube_error(error) });
+                        break Err(Error::Api { action: format!("watch {resource} of job {name}"), error: into_kube_error(error) });
                     }
                 }
-                None => break Err(Error::Api { action: format!("watch job {name}"), source: kube::Error::ReadEvents(std::io::Error::other("watch ended")) }),
+                None => break Err(Error::Api { action: format!("watch job {name}"), error: kube::Error::ReadEvents(std::io::Error::other("watch ended")) }),
             },
             _ = tick.tick() => {}
         }
@@ -451,7 +451,10 @@ pub async fn run_job(
         }
         line.push('\n');
         if let Some(mut file) = open_log(&options.log_path, true).await {
-            let _ = file.write_all(line.as_bytes()).await;
+            // tokio writes in the background: flush so the line is on disk when the run returns.
+            if file.write_all(line.as_bytes()).await.is_ok() {
+                let _ = file.flush().await;
+            }
         }
     }
     let keep = !outcome.succeeded && options.keep_on_failure;
@@ -554,6 +557,7 @@ async fn stream_log(pods: Api<Pod>, pod: String, options: RunOptions, append: bo
             Ok(None) => break,
             Err(e) => {
                 warn!(%pod, error = %e, "log stream broke");
+                let _ = file.flush().await;
                 return false;
             }
         }
@@ -586,8 +590,10 @@ async fn create_file(path: &Path) -> Option<tokio::fs::File> {
 }
 
 async fn write_file(path: &Path, bytes: &[u8]) {
-    if let Some(mut f) = create_file(path).await {
-        let _ = f.write_all(bytes).await;
+    if let Some(mut f) = create_file(path).await
+        && f.write_all(bytes).await.is_ok()
+    {
+        let _ = f.flush().await;
     }
 }
 
