@@ -1448,7 +1448,11 @@ fn plan(suite: &Suite, ds: &Dataset, opts: &CheckOptions) -> Result<Vec<Check>> 
                     max: *max,
                     smin: *strict_min,
                     smax: *strict_max,
-                    integer: dt.is_integer(),
+                    // Footer min/max are compared as signed integers: unsigned columns scan.
+                    integer: matches!(
+                        dt,
+                        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
+                    ),
                 }
             }
             Kind::InSet { column, values } | Kind::NotInSet { column, values } => {
