@@ -76,6 +76,14 @@ pub enum Step {
     Complete,
     /// The Job controller marks the Job `Failed` with this reason and message.
     Fail(String, String),
+    /// The init container (data mode's `mlops-fetch`) exits non-zero with this message; the pod
+    /// fails before the main container starts.
+    InitFail {
+        /// Exit code.
+        exit_code: i32,
+        /// The termination message (the last log lines with `FallbackToLogsOnError`).
+        message: String,
+    },
     /// Pause the script.
     Sleep(Duration),
 }
@@ -995,6 +1003,41 @@ fn apply_pod_step(pod: &mut Pod, step: &Step) {
                 }
                 .to_owned(),
             );
+        }
+        Step::InitFail { exit_code, message } => {
+            let name = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.init_containers.as_ref())
+                .and_then(|c| c.first())
+                .map_or_else(|| "mlops-fetch".to_owned(), |c| c.name.clone());
+            let status = pod.status.get_or_insert_with(PodStatus::default);
+            status.init_container_statuses = Some(vec![ContainerStatus {
+                name,
+                ready: false,
+                restart_count: 0,
+                state: Some(ContainerState {
+                    terminated: Some(ContainerStateTerminated {
+                        exit_code: *exit_code,
+                        reason: Some("Error".to_owned()),
+                        message: Some(message.clone()),
+                        started_at: Some(now()),
+                        finished_at: Some(now()),
+                        container_id: Some("containerd://9e1b".to_owned()),
+                        signal: None,
+                    }),
+                    ..ContainerState::default()
+                }),
+                ..ContainerStatus::default()
+            }]);
+            status.phase = Some("Failed".to_owned());
+            main_status(pod).state = Some(ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some("PodInitializing".to_owned()),
+                    message: None,
+                }),
+                ..ContainerState::default()
+            });
         }
         _ => {}
     }

@@ -815,10 +815,40 @@ impl WatchState {
                     .filter(|r| r == "OOMKilled");
                 outcome.reason = Some(container_reason.unwrap_or_else(|| reason.clone()));
                 outcome.message = message.clone();
+                // An init container (data mode's fetch) that failed is why the command never ran.
+                if terminated.is_none()
+                    && let Some((name, t)) = pod.and_then(failed_init_container)
+                {
+                    outcome.reason = Some("InitContainerFailed".to_owned());
+                    let detail = t.message.as_deref().map(str::trim).unwrap_or("");
+                    outcome.message = Some(format!(
+                        "init container {name} exited with code {}{}{detail}",
+                        t.exit_code,
+                        if detail.is_empty() { "" } else { ": " }
+                    ));
+                }
             }
         }
         outcome
     }
+}
+
+/// The first init container that exited non-zero, with its terminated state.
+fn failed_init_container(
+    pod: &Pod,
+) -> Option<(
+    String,
+    &k8s_openapi::api::core::v1::ContainerStateTerminated,
+)> {
+    pod.status
+        .as_ref()?
+        .init_container_statuses
+        .as_ref()?
+        .iter()
+        .find_map(|c| {
+            let t = c.state.as_ref()?.terminated.as_ref()?;
+            (t.exit_code != 0).then(|| (c.name.clone(), t))
+        })
 }
 
 fn main_status(pod: &Pod) -> Option<&ContainerStatus> {

@@ -604,3 +604,32 @@ fn a_retried_job_keeps_every_attempts_log_and_records_the_last_pod() {
     );
     assert!(log.ends_with("(retry) ---\nattempt 2: done\n"), "{log}");
 }
+
+#[test]
+fn a_failed_fetch_in_the_init_container_is_named() {
+    let scenario = Scenario {
+        steps: vec![
+            Step::CreatePod,
+            Step::Schedule(FAKE_NODE.to_owned()),
+            Step::InitFail {
+                exit_code: 3,
+                message: "error: fetch: object blake3:1111 not found in the remote\n".to_owned(),
+            },
+            Step::Fail(
+                "BackoffLimitExceeded".to_owned(),
+                "Job has reached the specified backoff limit".to_owned(),
+            ),
+        ],
+    };
+    let s = setup(scenario);
+    let out = s.run().unwrap();
+    assert!(!out.succeeded);
+    assert_eq!(out.reason.as_deref(), Some("InitContainerFailed"));
+    assert_eq!(
+        out.message.as_deref(),
+        Some(
+            "init container mlops-fetch exited with code 3: error: fetch: object blake3:1111 not found in the remote"
+        )
+    );
+    assert_eq!(out.exit_code, None);
+}
