@@ -10,7 +10,11 @@
 //!   in data mode an init container that fetches the deps by hash.
 //! - [`run_job`] applies it (server-side apply), watches the Job and its Pods, fails fast on pods
 //!   that can never start, saves the log, records what ran ([`RunOutcome`]) and deletes the Job.
-//! - [`K8sExecutor`] implements the pipeline's `Executor` on top of that.
+//! - [`K8sExecutor`] implements the pipeline's `Executor` on top of that (stages without a `k8s`
+//!   table are refused, or run locally with `[k8s] without-k8s-table = "local"`).
+//! - [`pod`]: data mode, the exact data version in the pod: deps pushed to the remote before the
+//!   Job, fetched by hash in the init container (`mlops k8s pod-fetch`), outs pushed and reported
+//!   by the main container (`mlops k8s pod-run`) and brought back into the workspace.
 //! - [`fake`] (feature `test-support`) is an in-process fake API server for tests.
 //!
 //! ```
