@@ -130,13 +130,13 @@ impl Config {
             )));
         }
         let default_remote = local.core.remote.or(main.core.remote);
-        if let Some(name) = &default_remote {
-            if !out.contains_key(name) {
-                return Err(Error::Invalid(format!(
-                    "{}: default remote `{name}` is not configured",
-                    root.join(CONFIG_FILE).display()
-                )));
-            }
+        if let Some(name) = &default_remote
+            && !out.contains_key(name)
+        {
+            return Err(Error::Invalid(format!(
+                "{}: default remote `{name}` is not configured",
+                root.join(CONFIG_FILE).display()
+            )));
         }
         Ok(Self {
             default_remote,
@@ -239,14 +239,12 @@ impl ConfigEditor {
             .and_then(|c| c.get("remote"))
             .and_then(toml_edit::Item::as_str)
             == Some(name)
-        {
-            if let Some(core) = self
+            && let Some(core) = self
                 .doc
                 .get_mut("core")
                 .and_then(toml_edit::Item::as_table_like_mut)
-            {
-                core.remove("remote");
-            }
+        {
+            core.remove("remote");
         }
         existed
     }

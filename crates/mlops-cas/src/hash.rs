@@ -184,8 +184,7 @@ fn hash_large(mut file: std::fs::File, path: &Path) -> Result<(Hash, u64)> {
         });
         let mut hasher = blake3::Hasher::new();
         let mut total = 0u64;
-        loop {
-            let Ok(chunk) = full_rx.recv() else { break };
+        while let Ok(chunk) = full_rx.recv() {
             let chunk = chunk.at(path)?;
             if chunk.is_empty() {
                 break;

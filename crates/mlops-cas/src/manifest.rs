@@ -108,13 +108,13 @@ impl Manifest {
         }
         // A file and a folder of the same name (`a` and `a/b`) cannot both exist.
         for pair in self.entries.windows(2) {
-            if let Some(rest) = pair[1].path.strip_prefix(&pair[0].path) {
-                if rest.starts_with('/') {
-                    return Err(Error::Invalid(format!(
-                        "manifest entry `{}` is both a file and a folder",
-                        pair[0].path
-                    )));
-                }
+            if let Some(rest) = pair[1].path.strip_prefix(&pair[0].path)
+                && rest.starts_with('/')
+            {
+                return Err(Error::Invalid(format!(
+                    "manifest entry `{}` is both a file and a folder",
+                    pair[0].path
+                )));
             }
         }
         Ok(())

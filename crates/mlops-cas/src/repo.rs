@@ -752,11 +752,11 @@ impl Repo {
             return Ok(1);
         }
         let manifest = self.manifest(&t.pointer.hash, &t.payload)?;
-        if let Ok(meta) = std::fs::metadata(&t.payload) {
-            if !meta.is_dir() {
-                self.guard_unsaved(&t.payload, &meta, force)?;
-                std::fs::remove_file(&t.payload).at(&t.payload)?;
-            }
+        if let Ok(meta) = std::fs::metadata(&t.payload)
+            && !meta.is_dir()
+        {
+            self.guard_unsaved(&t.payload, &meta, force)?;
+            std::fs::remove_file(&t.payload).at(&t.payload)?;
         }
         // Verify every object before touching the workspace: nothing corrupt is checked out.
         let stamps: Vec<Stamp> = manifest
@@ -883,10 +883,10 @@ impl Repo {
             if !set.insert(h) {
                 continue;
             }
-            if let Ok(bytes) = self.cache.read_verified(&h, &self.root) {
-                if let Ok(m) = Manifest::from_bytes(&bytes) {
-                    set.extend(m.entries.iter().map(|e| e.hash));
-                }
+            if let Ok(bytes) = self.cache.read_verified(&h, &self.root)
+                && let Ok(m) = Manifest::from_bytes(&bytes)
+            {
+                set.extend(m.entries.iter().map(|e| e.hash));
             }
         }
         Ok(set)
@@ -937,10 +937,10 @@ pub(crate) fn hashes_in_text(text: &str) -> Vec<Hash> {
     let mut rest = text;
     while let Some(i) = rest.find(Hash::PREFIX) {
         let cand = &rest[i..];
-        if let Some(s) = cand.get(..Hash::PREFIX.len() + 64) {
-            if let Ok(h) = s.parse() {
-                out.push(h);
-            }
+        if let Some(s) = cand.get(..Hash::PREFIX.len() + 64)
+            && let Ok(h) = s.parse()
+        {
+            out.push(h);
         }
         rest = &rest[i + Hash::PREFIX.len()..];
     }

@@ -51,11 +51,11 @@ impl Bar {
             let weak = Arc::downgrade(&this);
             std::thread::spawn(move || {
                 std::thread::sleep(DELAY);
-                if let Some(b) = weak.upgrade() {
-                    if !b.bar.is_finished() {
-                        b.bar.set_draw_target(ProgressDrawTarget::stderr());
-                        b.bar.enable_steady_tick(Duration::from_millis(120));
-                    }
+                if let Some(b) = weak.upgrade()
+                    && !b.bar.is_finished()
+                {
+                    b.bar.set_draw_target(ProgressDrawTarget::stderr());
+                    b.bar.enable_steady_tick(Duration::from_millis(120));
                 }
             });
         }

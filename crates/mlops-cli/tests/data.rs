@@ -1,4 +1,5 @@
 //! End-to-end tests of the data versioning commands: the `mlops` binary on real folders.
+#![allow(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -433,7 +434,7 @@ fn unknown_and_unreachable_remotes() {
         .unwrap()
         .port();
     mlops(d.path())
-        .args(["remote", "add", "down", &format!("s3://bucket/p")])
+        .args(["remote", "add", "down", "s3://bucket/p"])
         .assert()
         .success();
     let start = std::time::Instant::now();

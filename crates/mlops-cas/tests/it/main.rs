@@ -1,5 +1,6 @@
 //! Integration tests of the mlops-cas public API, as other crates (the pipeline, hooks, k8s)
 //! use it: hashing paths, storing and restoring objects, and moving them through a remote.
+#![allow(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
 
 use std::path::Path;
 
