@@ -29,8 +29,11 @@ pub(crate) struct BenchArgs {
 type AreaFn = fn(&BenchContext) -> anyhow::Result<Report>;
 
 /// Every benchmark area, in the order `cargo xtask bench` runs them.
-const AREAS: &[(&str, AreaFn)] =
-    &[("dataq", dataq::run), ("hooks", hooks::run), ("pipeline", pipeline::run)];
+const AREAS: &[(&str, AreaFn)] = &[
+    ("dataq", dataq::run),
+    ("hooks", hooks::run),
+    ("pipeline", pipeline::run),
+];
 
 pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let ctx = BenchContext::new(args)?;
