@@ -1,6 +1,7 @@
 //! Computing named metrics over a predictions table: overall, per class, per segment (with the
 //! gap between the best and worst segment), and bootstrap intervals.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use rand::{RngExt, SeedableRng};
@@ -121,11 +122,22 @@ pub struct MetricReport {
 fn available(p: &Predictions, opts: &MetricOptions) -> Vec<&'static str> {
     match &p.target {
         Target::Regression { .. } => REGRESSION_METRICS.to_vec(),
-        Target::Classification { classes, .. } => CLASSIFICATION_METRICS
-            .iter()
-            .copied()
-            .filter(|m| unavailable(p, classes, opts, m).is_none())
-            .collect(),
+        Target::Classification { classes, .. } => {
+            // A score that is not a probability (a margin, a logit) still ranks: ROC AUC and
+            // average precision apply, log loss and Brier only when asked for (then they fail).
+            let probabilities = p
+                .score
+                .as_ref()
+                .is_none_or(|s| s.iter().all(|x| (0.0..=1.0).contains(x)));
+            CLASSIFICATION_METRICS
+                .iter()
+                .copied()
+                .filter(|m| unavailable(p, classes, opts, m).is_none())
+                .filter(|m| {
+                    probabilities || p.scores.is_some() || !matches!(*m, "log_loss" | "brier")
+                })
+                .collect()
+        }
     }
 }
 
@@ -279,9 +291,11 @@ struct ClassView<'a> {
     classes: Vec<Label>,
 }
 
-impl ClassView<'_> {
-    fn pos_code(&self, opts: &MetricOptions) -> Result<Option<usize>> {
-        let pos = positive(&self.classes, opts)?;
+impl<'a> ClassView<'a> {
+    /// The positive label's code among this subset's classes. The label itself is chosen from
+    /// the whole table's classes, so a segment holding one class keeps the table's positive label.
+    fn pos_code(&self, opts: &MetricOptions, all_classes: &[Label]) -> Result<Option<usize>> {
+        let pos = positive(all_classes, opts)?;
         Ok(pos.and_then(|l| self.classes.iter().position(|c| *c == l)))
     }
 
@@ -295,15 +309,19 @@ impl ClassView<'_> {
         }
     }
 
-    fn column(&self, col: &[f64]) -> Vec<f64> {
+    fn column<'c>(&self, col: &'c [f64]) -> Cow<'c, [f64]> {
         match self.rows {
-            None => col.to_vec(),
-            Some(rows) => rows.iter().map(|&i| col[i as usize]).collect(),
+            None => Cow::Borrowed(col),
+            Some(rows) => Cow::Owned(rows.iter().map(|&i| col[i as usize]).collect()),
         }
     }
 
     /// Positive indicator and binary score for this subset.
-    fn binary(&self, opts: &MetricOptions, all_classes: &[Label]) -> Result<(Vec<bool>, Vec<f64>)> {
+    fn binary(
+        &self,
+        opts: &MetricOptions,
+        all_classes: &[Label],
+    ) -> Result<(Vec<bool>, Cow<'a, [f64]>)> {
         let pos = positive(all_classes, opts)?;
         let pos_code = pos
             .as_ref()
@@ -357,7 +375,11 @@ impl ClassView<'_> {
                 ))
             })?);
         }
-        let cols = scores.columns.iter().map(|c| self.column(c)).collect();
+        let cols = scores
+            .columns
+            .iter()
+            .map(|c| self.column(c).into_owned())
+            .collect();
         Ok((y, cols))
     }
 
@@ -383,7 +405,7 @@ impl ClassView<'_> {
                 Some("micro") => Average::Micro,
                 Some("macro") => Average::Macro,
                 Some("weighted") => Average::Weighted,
-                _ => Average::Binary(self.pos_code(opts)?),
+                _ => Average::Binary(self.pos_code(opts, all_classes)?),
             };
             return Ok(prf(average, pick));
         }

@@ -256,3 +256,43 @@ fn baselines_join_by_id_or_position_and_report_what_does_not_join() {
         "{msg}"
     );
 }
+
+#[test]
+fn margins_get_ranking_metrics_but_not_probability_metrics_by_default() {
+    let d = dir();
+    let path = csv(
+        d.path(),
+        "m.csv",
+        "y_true,y_pred,score\n1,1,2.5\n0,0,-1.0\n1,0,0.3\n0,1,0.7\n",
+    );
+    let columns = Columns {
+        score: Some("score".into()),
+        ..Columns::default()
+    };
+    let table = Predictions::read(&path, &columns, Task::Classification).unwrap();
+    let report = evaluate(&table, &MetricOptions::default()).unwrap();
+    assert_eq!(report.overall["roc_auc"], 0.75);
+    assert!(report.overall.contains_key("average_precision"));
+    assert!(!report.overall.contains_key("log_loss") && !report.overall.contains_key("brier"));
+}
+
+#[test]
+fn a_segment_with_one_class_keeps_the_tables_positive_label() {
+    let d = dir();
+    // Segment `a` holds only negatives, all predicted right: scikit-learn's binary f1 there is
+    // 0 (pos_label 1 never occurs), not 1.
+    let path = csv(
+        d.path(),
+        "s.csv",
+        "y_true,y_pred,g\n0,0,a\n0,0,a\n1,1,b\n0,1,b\n",
+    );
+    let columns = Columns {
+        segments: vec!["g".into()],
+        ..Columns::default()
+    };
+    let table = Predictions::read(&path, &columns, Task::Classification).unwrap();
+    let report = evaluate(&table, &MetricOptions::default()).unwrap();
+    assert_eq!(report.segments["g"]["a"]["f1"], 0.0);
+    assert_eq!(report.segments["g"]["a"]["precision"], 0.0);
+    assert!((report.segments["g"]["b"]["f1"] - 2.0 / 3.0).abs() < 1e-15);
+}
