@@ -7,6 +7,7 @@
 mod dataq;
 pub(crate) mod harness;
 mod hooks;
+mod metrics;
 mod pipeline;
 
 use clap::Args;
@@ -32,6 +33,7 @@ type AreaFn = fn(&BenchContext) -> anyhow::Result<Report>;
 const AREAS: &[(&str, AreaFn)] = &[
     ("dataq", dataq::run),
     ("hooks", hooks::run),
+    ("metrics", metrics::run),
     ("pipeline", pipeline::run),
 ];
 
