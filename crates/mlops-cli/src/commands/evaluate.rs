@@ -40,17 +40,27 @@ pub(crate) fn run(args: EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<Out
         tracing::info!(gate = %gate.name, predictions = %gate.predictions.display(), "evaluating");
         let report = mlops_metrics::evaluate_gate(&dir, gate).map_err(|e| {
             let usage = e.is_usage();
-            exit::classify(anyhow::Error::new(e).context(format!("gate `{}`", gate.name)), usage)
+            exit::classify(
+                anyhow::Error::new(e).context(format!("gate `{}`", gate.name)),
+                usage,
+            )
         })?;
         reports.push(report);
     }
     if let Some(path) = &args.write {
-        let path = if path.is_absolute() { path.clone() } else { dir.join(path) };
+        let path = if path.is_absolute() {
+            path.clone()
+        } else {
+            dir.join(path)
+        };
         write_metrics(&path, &reports).map_err(exit::runtime)?;
     }
     let passed = reports.iter().all(|r| r.passed);
     if global.json {
-        print_json(&EvaluateOutput { passed, gates: &reports })?;
+        print_json(&EvaluateOutput {
+            passed,
+            gates: &reports,
+        })?;
     } else if !global.quiet || !passed {
         for report in &reports {
             render(report);
@@ -73,7 +83,10 @@ fn select(dir: &Path, names: &[String]) -> anyhow::Result<Vec<Gate>> {
         exit::classify(e, usage)
     })?;
     if all.is_empty() {
-        return Err(exit::usage(anyhow::anyhow!("{}: no [gates.NAME] sections", path.display())));
+        return Err(exit::usage(anyhow::anyhow!(
+            "{}: no [gates.NAME] sections",
+            path.display()
+        )));
     }
     if names.is_empty() {
         return Ok(all);
@@ -82,7 +95,10 @@ fn select(dir: &Path, names: &[String]) -> anyhow::Result<Vec<Gate>> {
     for name in names {
         let gate = all.iter().find(|g| g.name == *name).ok_or_else(|| {
             let valid: Vec<&str> = all.iter().map(|g| g.name.as_str()).collect();
-            exit::usage(mlops_metrics::Error::UnknownGate { name: name.clone(), valid: valid.join(", ") })
+            exit::usage(mlops_metrics::Error::UnknownGate {
+                name: name.clone(),
+                valid: valid.join(", "),
+            })
         })?;
         chosen.push(gate.clone());
     }
@@ -92,10 +108,19 @@ fn select(dir: &Path, names: &[String]) -> anyhow::Result<Vec<Gate>> {
 /// Writes `{gate: {overall, per_class, confusion_matrix, segments, segment_gaps}}` to `path`
 /// through a temporary file renamed into place.
 fn write_metrics(path: &Path, reports: &[GateReport]) -> anyhow::Result<()> {
-    let all: BTreeMap<&str, &MetricReport> = reports.iter().map(|r| (r.name.as_str(), &r.metrics)).collect();
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let all: BTreeMap<&str, &MetricReport> = reports
+        .iter()
+        .map(|r| (r.name.as_str(), &r.metrics))
+        .collect();
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let mut text = serde_json::to_vec_pretty(&all)?;
     text.push(b'\n');
@@ -120,11 +145,18 @@ fn num(x: f64) -> String {
 
 fn render(report: &GateReport) {
     let verdict = if report.passed { "passed" } else { "FAILED" };
-    println!("gate {}: {verdict} ({} rows)", report.name, report.metrics.rows);
+    println!(
+        "gate {}: {verdict} ({} rows)",
+        report.name, report.metrics.rows
+    );
     let m = &report.metrics;
     let mut overall = Table::new(["metric", "candidate", "baseline"]);
     for (name, value) in &m.overall {
-        let base = report.baseline.as_ref().and_then(|b| b.overall.get(name)).map_or_else(String::new, |v| num(*v));
+        let base = report
+            .baseline
+            .as_ref()
+            .and_then(|b| b.overall.get(name))
+            .map_or_else(String::new, |v| num(*v));
         overall.row([name.clone(), num(*value), base]);
     }
     print!("{}", overall.render());
@@ -134,29 +166,59 @@ fn render(report: &GateReport) {
         for label in &m.classes {
             if let Some(v) = m.per_class.get(label) {
                 let g = |k: &str| v.get(k).map_or_else(String::new, |x| num(*x));
-                t.row([label.clone(), g("precision"), g("recall"), g("f1"), g("support")]);
+                t.row([
+                    label.clone(),
+                    g("precision"),
+                    g("recall"),
+                    g("f1"),
+                    g("support"),
+                ]);
             }
         }
         print!("{}", t.render());
     }
     if let Some(cm) = &m.confusion_matrix {
         println!();
-        let mut t = Table::new(std::iter::once("true \\ predicted".to_owned()).chain(cm.labels.iter().cloned()));
+        let mut t = Table::new(
+            std::iter::once("true \\ predicted".to_owned()).chain(cm.labels.iter().cloned()),
+        );
         for (label, row) in cm.labels.iter().zip(&cm.matrix) {
             t.row(std::iter::once(label.clone()).chain(row.iter().map(ToString::to_string)));
         }
         print!("{}", t.render());
     }
     for (column, by_value) in &m.segments {
-        let names: Vec<String> = by_value.values().next().map(|v| v.keys().cloned().collect()).unwrap_or_default();
+        let names: Vec<String> = by_value
+            .values()
+            .next()
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default();
         println!();
         let mut t = Table::new(std::iter::once(column.clone()).chain(names.iter().cloned()));
         for (value, metrics) in by_value {
-            t.row(std::iter::once(value.clone()).chain(names.iter().map(|n| metrics.get(n).map_or_else(String::new, |x| num(*x)))));
+            t.row(
+                std::iter::once(value.clone()).chain(
+                    names
+                        .iter()
+                        .map(|n| metrics.get(n).map_or_else(String::new, |x| num(*x))),
+                ),
+            );
         }
         if let Some(gaps) = m.segment_gaps.get(column) {
-            t.row(std::iter::once("difference".to_owned()).chain(names.iter().map(|n| gaps.get(n).map_or_else(String::new, |g| num(g.difference)))));
-            t.row(std::iter::once("ratio".to_owned()).chain(names.iter().map(|n| gaps.get(n).map_or_else(String::new, |g| num(g.ratio)))));
+            t.row(
+                std::iter::once("difference".to_owned()).chain(
+                    names
+                        .iter()
+                        .map(|n| gaps.get(n).map_or_else(String::new, |g| num(g.difference))),
+                ),
+            );
+            t.row(
+                std::iter::once("ratio".to_owned()).chain(
+                    names
+                        .iter()
+                        .map(|n| gaps.get(n).map_or_else(String::new, |g| num(g.ratio))),
+                ),
+            );
         }
         print!("{}", t.render());
     }
@@ -164,14 +226,22 @@ fn render(report: &GateReport) {
         println!();
         let mut t = Table::new(["requirement", "observed", "baseline", "interval", "verdict"]);
         for r in &report.requirements {
-            let interval = r.interval.map_or_else(String::new, |i| format!("[{}, {}]", num(i.low), num(i.high)));
+            let interval = r.interval.map_or_else(String::new, |i| {
+                format!("[{}, {}]", num(i.low), num(i.high))
+            });
             let base = r.baseline.map_or_else(String::new, num);
             let verdict = match (&r.reason, r.passed) {
                 (_, true) => "pass".to_owned(),
                 (Some(reason), false) => format!("FAIL: {reason}"),
                 (None, false) => "FAIL".to_owned(),
             };
-            t.row([r.requirement.clone(), num(r.observed), base, interval, verdict]);
+            t.row([
+                r.requirement.clone(),
+                num(r.observed),
+                base,
+                interval,
+                verdict,
+            ]);
         }
         print!("{}", t.render());
     }
