@@ -375,6 +375,8 @@ enum Check {
         col: String,
         negate: bool,
         set: SetMatch,
+        /// A signed integer column: footer min/max can prove an `in_set` holds.
+        int_col: bool,
     },
     Regex {
         col: String,
@@ -558,6 +560,34 @@ impl Check {
                     samples: Vec::new(),
                 }))
             }
+            // Every integer between the footer's min and max is allowed: no value can fail.
+            Self::Set {
+                col,
+                negate: false,
+                set: SetMatch::Nums(nums),
+                int_col: true,
+            } => {
+                let s = ds.unit_stats(unit, col)?;
+                let non_null = s.rows - s.null_count;
+                if non_null > 0 {
+                    let (lo, hi) = (s.min?, s.max?);
+                    if hi - lo > 4096.0 {
+                        return None;
+                    }
+                    let mut v = lo;
+                    while v <= hi {
+                        if !nums.contains(&v) {
+                            return None;
+                        }
+                        v += 1.0;
+                    }
+                }
+                Some(State::Rows(RowState {
+                    checked: non_null,
+                    unexpected: 0,
+                    samples: Vec::new(),
+                }))
+            }
             _ => None,
         }
     }
@@ -650,6 +680,7 @@ impl Check {
                     col: c,
                     negate,
                     set,
+                    ..
                 },
                 State::Rows(st),
             ) => {
@@ -1530,6 +1561,10 @@ fn plan(suite: &Suite, ds: &Dataset, opts: &CheckOptions) -> Result<Vec<Check>> 
                     col: column.clone(),
                     negate,
                     set,
+                    int_col: matches!(
+                        dt,
+                        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
+                    ),
                 }
             }
             Kind::Regex { column, pattern } => {

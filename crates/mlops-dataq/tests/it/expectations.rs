@@ -413,6 +413,15 @@ fn statistics_path_gives_identical_results_to_the_scan_path() {
             "score",
             f64s((0..n).map(|i| Some(i as f64 / 10.0)).collect()),
         ),
+        // 0/1 flags with one 2: in_set is proven by the footers except in that row group.
+        (
+            "flag",
+            i64s(
+                (0..n)
+                    .map(|i| Some(if i == 4321 { 2 } else { i % 2 }))
+                    .collect(),
+            ),
+        ),
         // Repeats from row 4000 on, and a few nulls: unique via the bitmap (statistics) and
         // via the sort (scan) must agree.
         (
@@ -458,6 +467,10 @@ fn statistics_path_gives_identical_results_to_the_scan_path() {
         }))
         .expect(Expectation::new(Kind::Unique {
             columns: vec!["id".into()],
+        }))
+        .expect(Expectation::new(Kind::InSet {
+            column: "flag".into(),
+            values: vec![Scalar::Int(0), Scalar::Int(1)],
         }));
     let fast = run_suite(&suite, &CheckOptions::default()).unwrap();
     let scan = run_suite(&suite, &CheckOptions::default().with_statistics(false)).unwrap();
@@ -481,6 +494,9 @@ fn statistics_path_gives_identical_results_to_the_scan_path() {
     assert_eq!(dups.failing_rows[0].row, 4000);
     assert_eq!(dups.details["distinct"], serde_json::json!(4000 - 4));
     assert!(fast.results[7].passed);
+    assert_eq!(fast.results[8].unexpected_count, 1);
+    assert_eq!(fast.results[8].failing_rows[0].row, 4321);
+    assert_eq!(fast.results[8].element_count, 5000);
 }
 
 proptest! {
