@@ -16,7 +16,14 @@ pub(crate) fn run() -> anyhow::Result<()> {
         c
     };
     run_loud(&mut cmd(&["fmt", "--all", "--", "--check"]))?;
-    run_loud(&mut cmd(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run_loud(&mut cmd(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     run_loud(&mut cmd(TEST_ARGS))?;
     run_loud(&mut cmd(&["test", "--workspace", "--doc"]))?;
     run_loud(cmd(&["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"))?;
@@ -25,9 +32,18 @@ pub(crate) fn run() -> anyhow::Result<()> {
         .output()
         .is_ok_and(|o| o.status.success());
     if has_deny {
-        run_loud(&mut cmd(&["deny", "--offline", "check", "licenses", "bans", "sources"]))?;
+        run_loud(&mut cmd(&[
+            "deny",
+            "--offline",
+            "check",
+            "licenses",
+            "bans",
+            "sources",
+        ]))?;
     } else {
-        eprintln!("cargo-deny not installed: skipping `cargo deny check` (cargo install cargo-deny)");
+        eprintln!(
+            "cargo-deny not installed: skipping `cargo deny check` (cargo install cargo-deny)"
+        );
     }
     eprintln!("ci: all steps passed");
     Ok(())

@@ -3,7 +3,11 @@
 //! - `ci`: the whole local gate: fmt, clippy `-D warnings`, tests, docs, cargo-deny when installed.
 //! - `demo`: the end-to-end workflow on built-in defaults, in a temporary folder.
 //! - `bench [AREA]`: side-by-side comparisons with the peer tools (see `../shared/BENCH.md`).
-#![allow(clippy::print_stdout, clippy::print_stderr, reason = "xtask reports to the terminal")]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "xtask reports to the terminal"
+)]
 
 mod bench;
 mod ci;

@@ -15,7 +15,9 @@ pub(crate) fn workspace_root() -> PathBuf {
 /// Runs `cmd`, echoing it first; fails with the command line when it exits non-zero.
 pub(crate) fn run_loud(cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("$ {}", describe(cmd));
-    let status = cmd.status().with_context(|| format!("starting {}", describe(cmd)))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {}", describe(cmd)))?;
     if !status.success() {
         bail!("`{}` failed with {status}", describe(cmd));
     }
@@ -35,23 +37,32 @@ pub(crate) fn describe(cmd: &Command) -> String {
 /// Builds the release `mlops` binary and returns its path.
 pub(crate) fn build_mlops_release() -> anyhow::Result<PathBuf> {
     let root = workspace_root();
-    run_loud(
-        Command::new(env!("CARGO"))
-            .current_dir(&root)
-            .args(["build", "--release", "--quiet", "-p", "mlops-cli", "--bin", "mlops"]),
-    )?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    run_loud(Command::new(env!("CARGO")).current_dir(&root).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "mlops-cli",
+        "--bin",
+        "mlops",
+    ]))?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     Ok(target.join("release").join("mlops"))
 }
 
 /// Builds the debug `mlops` binary and returns its path.
 pub(crate) fn build_mlops_debug() -> anyhow::Result<PathBuf> {
     let root = workspace_root();
-    run_loud(
-        Command::new(env!("CARGO"))
-            .current_dir(&root)
-            .args(["build", "--quiet", "-p", "mlops-cli", "--bin", "mlops"]),
-    )?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    run_loud(Command::new(env!("CARGO")).current_dir(&root).args([
+        "build",
+        "--quiet",
+        "-p",
+        "mlops-cli",
+        "--bin",
+        "mlops",
+    ]))?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     Ok(target.join("debug").join("mlops"))
 }

@@ -46,12 +46,18 @@ impl std::error::Error for Classified {}
 
 /// Marks `err` as a usage or configuration error (exit 2).
 pub(crate) fn usage(err: impl Into<anyhow::Error>) -> anyhow::Error {
-    anyhow::Error::new(Classified { kind: ExitKind::Usage, inner: err.into() })
+    anyhow::Error::new(Classified {
+        kind: ExitKind::Usage,
+        inner: err.into(),
+    })
 }
 
 /// Marks `err` as a runtime failure (exit 3).
 pub(crate) fn runtime(err: impl Into<anyhow::Error>) -> anyhow::Error {
-    anyhow::Error::new(Classified { kind: ExitKind::Runtime, inner: err.into() })
+    anyhow::Error::new(Classified {
+        kind: ExitKind::Runtime,
+        inner: err.into(),
+    })
 }
 
 /// Marks `err` as usage (exit 2) when `is_usage`, else runtime (exit 3).

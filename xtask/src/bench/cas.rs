@@ -19,19 +19,22 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
     let big = BIG / ctx.shrink as u64;
     let mut report = Report::default();
     let dvc = ctx.peer("dvc");
-    let peer_name = dvc.as_ref().map_or_else(|| "dvc".to_owned(), |d| version_of(d).replace("\n", " "));
+    let peer_name = dvc
+        .as_ref()
+        .map_or_else(|| "dvc".to_owned(), |d| version_of(d).replace("\n", " "));
 
-    let ours = ctx.dir("cas-mlops")?;
-    let theirs = ctx.dir("cas-dvc")?;
+    let ours_dir = ctx.dir("cas-mlops")?;
+    let theirs_dir = ctx.dir("cas-dvc")?;
+    let (ours, theirs) = (ours_dir.as_path(), theirs_dir.as_path());
     eprintln!("generating {files} files and a {} MiB file", big >> 20);
-    for root in [&ours, &theirs] {
+    for root in [ours, theirs] {
         git(root, &["init", "-q"])?;
         make_files(&root.join("data"), files)?;
         make_big(&root.join("model.bin"), big)?;
     }
-    run_ok(mlops(ctx, &ours, &["init"]))?;
+    run_ok(mlops(ctx, ours, &["init"]))?;
     if let Some(dvc) = &dvc {
-        run_ok(dvc_cmd(dvc, &theirs, &["init", "-q"]))?;
+        run_ok(dvc_cmd(dvc, theirs, &["init", "-q"]))?;
     }
 
     let reset_ours = |paths: &[&str]| -> anyhow::Result<()> {
@@ -59,9 +62,10 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
         &peer_name,
         Some(30.0),
         || reset_ours(&["data"]),
-        || mlops(ctx, &ours, &["add", "data"]),
+        || mlops(ctx, ours, &["add", "data"]),
         || reset_theirs(&["data"]),
-        dvc.as_ref().map(|d| move || dvc_cmd(d, &theirs, &["add", "-q", "data"])),
+        dvc.as_ref()
+            .map(|d| move || dvc_cmd(d, theirs, &["add", "-q", "data"])),
     )?;
     report.rows.push(row);
 
@@ -72,18 +76,39 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
         &peer_name,
         Some(20.0),
         || Ok(()),
-        || mlops(ctx, &ours, &["status"]),
+        || mlops(ctx, ours, &["status"]),
         || Ok(()),
-        dvc.as_ref().map(|d| move || dvc_cmd(d, &theirs, &["status", "-q"])),
+        dvc.as_ref()
+            .map(|d| move || dvc_cmd(d, theirs, &["status", "-q"])),
     )?;
     report.rows.push(row);
 
     // 3. push of the 20,000 files to an empty local-folder remote.
     let remote_ours = ctx.scratch.path().join("remote-mlops");
     let remote_theirs = ctx.scratch.path().join("remote-dvc");
-    run_ok(mlops(ctx, &ours, &["remote", "add", "store", &remote_ours.to_string_lossy(), "--default"]))?;
+    run_ok(mlops(
+        ctx,
+        ours,
+        &[
+            "remote",
+            "add",
+            "store",
+            &remote_ours.to_string_lossy(),
+            "--default",
+        ],
+    ))?;
     if let Some(d) = &dvc {
-        run_ok(dvc_cmd(d, &theirs, &["remote", "add", "-d", "store", &remote_theirs.to_string_lossy()]))?;
+        run_ok(dvc_cmd(
+            d,
+            theirs,
+            &[
+                "remote",
+                "add",
+                "-d",
+                "store",
+                &remote_theirs.to_string_lossy(),
+            ],
+        ))?;
     }
     let row = side_by_side(
         ctx,
@@ -91,9 +116,10 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
         &peer_name,
         Some(10.0),
         || remove(&remote_ours),
-        || mlops(ctx, &ours, &["push"]),
+        || mlops(ctx, ours, &["push"]),
         || remove(&remote_theirs),
-        dvc.as_ref().map(|d| move || dvc_cmd(d, &theirs, &["push", "-q"])),
+        dvc.as_ref()
+            .map(|d| move || dvc_cmd(d, theirs, &["push", "-q"])),
     )?;
     report.rows.push(row);
 
@@ -108,13 +134,14 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
             remove(&ours.join(".mlops/state"))?;
             remove(&ours.join("data"))
         },
-        || mlops(ctx, &ours, &["pull"]),
+        || mlops(ctx, ours, &["pull"]),
         || {
             remove(&theirs.join(".dvc/cache"))?;
             remove(&theirs.join(".dvc/tmp"))?;
             remove(&theirs.join("data"))
         },
-        dvc.as_ref().map(|d| move || dvc_cmd(d, &theirs, &["pull", "-q"])),
+        dvc.as_ref()
+            .map(|d| move || dvc_cmd(d, theirs, &["pull", "-q"])),
     )?;
     report.rows.push(row);
 
@@ -125,9 +152,10 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
         &peer_name,
         Some(3.0),
         || reset_ours(&["model.bin"]),
-        || mlops(ctx, &ours, &["add", "model.bin"]),
+        || mlops(ctx, ours, &["add", "model.bin"]),
         || reset_theirs(&["model.bin"]),
-        dvc.as_ref().map(|d| move || dvc_cmd(d, &theirs, &["add", "-q", "model.bin"])),
+        dvc.as_ref()
+            .map(|d| move || dvc_cmd(d, theirs, &["add", "-q", "model.bin"])),
     )?;
     report.rows.push(row);
     let row = side_by_side(
@@ -136,9 +164,10 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
         &peer_name,
         Some(20.0),
         || Ok(()),
-        || mlops(ctx, &ours, &["add", "model.bin"]),
+        || mlops(ctx, ours, &["add", "model.bin"]),
         || Ok(()),
-        dvc.as_ref().map(|d| move || dvc_cmd(d, &theirs, &["add", "-q", "model.bin"])),
+        dvc.as_ref()
+            .map(|d| move || dvc_cmd(d, theirs, &["add", "-q", "model.bin"])),
     )?;
     report.rows.push(row);
 
@@ -151,12 +180,17 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
         big >> 20
     ));
     if dvc.is_none() {
-        report.notes.push("DVC is not installed: run ../shared/bench/setup-peers.sh".to_owned());
+        report
+            .notes
+            .push("DVC is not installed: run ../shared/bench/setup-peers.sh".to_owned());
     }
     Ok(report)
 }
 
-#[allow(clippy::too_many_arguments, reason = "one call per workload reads best flat")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call per workload reads best flat"
+)]
 fn side_by_side<C, P>(
     ctx: &BenchContext,
     workload: &str,
@@ -179,7 +213,13 @@ where
         }
         None => (measure(ctx.runs, reset_ours, ours)?, None),
     };
-    Ok(Row { workload: workload.to_owned(), peer: peer.to_owned(), ours: o, theirs: t, goal })
+    Ok(Row {
+        workload: workload.to_owned(),
+        peer: peer.to_owned(),
+        ours: o,
+        theirs: t,
+        goal,
+    })
 }
 
 fn mlops(ctx: &BenchContext, dir: &Path, args: &[&str]) -> Command {
@@ -197,7 +237,11 @@ fn dvc_cmd(dvc: &Path, dir: &Path, args: &[&str]) -> Command {
 fn run_ok(mut cmd: Command) -> anyhow::Result<()> {
     let out = cmd.output().with_context(|| crate::util::describe(&cmd))?;
     if !out.status.success() {
-        bail!("{} failed: {}", crate::util::describe(&cmd), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{} failed: {}",
+            crate::util::describe(&cmd),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }

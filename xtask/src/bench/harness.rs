@@ -29,15 +29,26 @@ impl BenchContext {
         if args.runs < 3 {
             bail!("--runs must be at least 3 (medians of fewer runs are noise)");
         }
-        let venv = std::env::var_os("MLOPS_PEERS").map(PathBuf::from).or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/mlops-peers"))
-        });
+        let venv = std::env::var_os("MLOPS_PEERS")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/mlops-peers"))
+            });
         let peers_bin = venv.map(|v| v.join("bin")).filter(|b| b.is_dir());
         let mlops = crate::util::build_mlops_release()?;
-        let base = std::env::var_os("MLOPS_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+        let base =
+            std::env::var_os("MLOPS_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
         std::fs::create_dir_all(&base)?;
-        let scratch = tempfile::Builder::new().prefix("mlops-bench-").tempdir_in(base)?;
-        Ok(Self { runs: args.runs, shrink: args.shrink.max(1), peers_bin, scratch, mlops })
+        let scratch = tempfile::Builder::new()
+            .prefix("mlops-bench-")
+            .tempdir_in(base)?;
+        Ok(Self {
+            runs: args.runs,
+            shrink: args.shrink.max(1),
+            peers_bin,
+            scratch,
+            mlops,
+        })
     }
 
     /// The path of peer tool `name` in the venv, if installed.
@@ -69,7 +80,11 @@ pub(crate) struct Sample {
 /// Runs `cmd` once under `/usr/bin/time`, failing if the command fails.
 pub(crate) fn time_once(cmd: &Command) -> anyhow::Result<Sample> {
     let mut timed = Command::new("/usr/bin/time");
-    timed.arg("-f").arg("MLOPS_BENCH %e %M").arg(cmd.get_program()).args(cmd.get_args());
+    timed
+        .arg("-f")
+        .arg("MLOPS_BENCH %e %M")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
     if let Some(dir) = cmd.get_current_dir() {
         timed.current_dir(dir);
     }
@@ -79,10 +94,17 @@ pub(crate) fn time_once(cmd: &Command) -> anyhow::Result<Sample> {
             None => timed.env_remove(k),
         };
     }
-    let out = timed.output().with_context(|| format!("running {}", describe(cmd)))?;
+    let out = timed
+        .output()
+        .with_context(|| format!("running {}", describe(cmd)))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        bail!("`{}` failed ({}):\n{}", describe(cmd), out.status, tail(&stderr, 20));
+        bail!(
+            "`{}` failed ({}):\n{}",
+            describe(cmd),
+            out.status,
+            tail(&stderr, 20)
+        );
     }
     let line = stderr
         .lines()
@@ -92,7 +114,10 @@ pub(crate) fn time_once(cmd: &Command) -> anyhow::Result<Sample> {
     let mut parts = line.split_whitespace().skip(1);
     let secs: f64 = parts.next().unwrap_or("0").parse()?;
     let rss: u64 = parts.next().unwrap_or("0").parse()?;
-    Ok(Sample { wall: Duration::from_secs_f64(secs), max_rss_kib: rss })
+    Ok(Sample {
+        wall: Duration::from_secs_f64(secs),
+        max_rss_kib: rss,
+    })
 }
 
 fn tail(s: &str, n: usize) -> String {
@@ -124,7 +149,11 @@ impl Measurement {
             (walls[walls.len() / 2 - 1] + walls[walls.len() / 2]) / 2
         };
         let max_rss_kib = samples.iter().map(|s| s.max_rss_kib).max().unwrap_or(0);
-        Self { median, max_rss_kib, runs: samples.len() }
+        Self {
+            median,
+            max_rss_kib,
+            runs: samples.len(),
+        }
     }
 }
 
@@ -206,7 +235,9 @@ impl Report {
                 || ("not installed".to_owned(), "-".to_owned()),
                 |t| (secs(t.median), mib(t.max_rss_kib)),
             );
-            let ratio = r.ratio().map_or_else(|| "-".to_owned(), |x| format!("{x:.1}x"));
+            let ratio = r
+                .ratio()
+                .map_or_else(|| "-".to_owned(), |x| format!("{x:.1}x"));
             let goal = r.goal.map_or_else(|| "-".to_owned(), |g| format!("{g}x"));
             let met = match (r.ratio(), r.goal) {
                 (Some(x), Some(g)) if x >= g => "yes",
@@ -235,7 +266,11 @@ impl Report {
 
 fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
-    if s < 1.0 { format!("{:.0} ms", s * 1000.0) } else { format!("{s:.2} s") }
+    if s < 1.0 {
+        format!("{:.0} ms", s * 1000.0)
+    } else {
+        format!("{s:.2} s")
+    }
 }
 
 fn mib(kib: u64) -> String {

@@ -4,6 +4,7 @@
 //! Peers live in a virtual environment outside the repository (`../shared/bench/setup-peers.sh`),
 //! found at `$MLOPS_PEERS` or `~/.cache/mlops-peers`. A missing peer is reported and skipped.
 
+pub(crate) mod cas;
 mod dataq;
 pub(crate) mod harness;
 mod hooks;
@@ -12,7 +13,7 @@ mod pipeline;
 
 use clap::Args;
 
-pub(crate) use harness::{BenchContext, Measurement, Report};
+pub(crate) use harness::{BenchContext, Report};
 
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, Args)]
@@ -31,6 +32,7 @@ type AreaFn = fn(&BenchContext) -> anyhow::Result<Report>;
 
 /// Every benchmark area, in the order `cargo xtask bench` runs them.
 const AREAS: &[(&str, AreaFn)] = &[
+    ("cas", cas::run),
     ("dataq", dataq::run),
     ("hooks", hooks::run),
     ("metrics", metrics::run),
