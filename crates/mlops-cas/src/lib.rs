@@ -5,7 +5,7 @@
 //! `blake3/<2 hex>/<62 hex>`. The main types:
 //!
 //! - [`Repo`]: a folder with `.mlops/`; `add`, `status`, `checkout`, `push`, `fetch`, `pull`, `gc`.
-//! - [`Hash`], [`hash_file`]: BLAKE3 hashes (large files hashed on all cores while a thread reads ahead).
+//! - [`Hash`](struct@Hash), [`hash_file`]: BLAKE3 hashes (large files hashed on all cores while a thread reads ahead).
 //! - [`Pointer`], [`Manifest`]: the pointer file and directory manifest formats.
 //! - [`Cache`], [`Remote`]: where objects live.
 //!

@@ -804,7 +804,7 @@ pub fn quantile_edges(sorted_reference: &[f64], bins: usize) -> Vec<f64> {
     edges
 }
 
-/// The PSI bin of `x` given interior edges: bin i holds (edge[i-1], edge[i]].
+/// The PSI bin of `x` given interior edges: bin `i` holds `(edge[i-1], edge[i]]`.
 pub fn quantile_bin(edges: &[f64], x: f64) -> usize {
     edges.partition_point(|e| *e < x)
 }

@@ -73,7 +73,7 @@ pub(crate) struct PodRunArgs {
 pub(crate) struct RenderArgs {
     /// The stage.
     stage: String,
-    /// Namespace for the manifest (default: the stage's or [k8s] namespace, else `default`).
+    /// Namespace for the manifest (default: the stage's or `[k8s]` namespace, else `default`).
     #[arg(short = 'n', long)]
     namespace: Option<String>,
 }
@@ -98,7 +98,7 @@ pub(crate) struct RunArgs {
     /// The kubeconfig context (default: the current context).
     #[arg(long)]
     context: Option<String>,
-    /// The namespace (default: the stage's or [k8s] namespace, else the context's).
+    /// The namespace (default: the stage's or `[k8s]` namespace, else the context's).
     #[arg(short = 'n', long)]
     namespace: Option<String>,
 }
