@@ -701,7 +701,6 @@ impl Repo {
             ),
         };
         let n = self.checkout_one(&t, true)?;
-        self.flush()?;
         Ok(n)
     }
 
