@@ -243,7 +243,7 @@ fn run_stage(work: &Path, args: RunArgs, global: &GlobalArgs) -> anyhow::Result<
         .keep_on_failure(args.keep)
         .follow(sink);
     let cancel = CancelToken::new();
-    cancel_on_interrupt(cancel.clone());
+    crate::interrupt::cancel_on_interrupt(cancel.clone(), "interrupted: deleting running Jobs");
     let quiet = global.quiet;
     let events = |event: &mlops_pipeline::Event<'_>| {
         if quiet {
@@ -330,34 +330,4 @@ fn run_stage(work: &Path, args: RunArgs, global: &GlobalArgs) -> anyhow::Result<
         }
     }
     Ok(Outcome::from_passed(succeeded))
-}
-
-/// Ctrl-C or SIGTERM sets `token`: the running Jobs are deleted and the command ends.
-fn cancel_on_interrupt(token: CancelToken) {
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            let terminated = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                () = terminated => {}
-            }
-        });
-        eprintln!("interrupted: deleting running Jobs");
-        token.cancel();
-    });
 }

@@ -266,36 +266,6 @@ fn print_changes(
     Ok(Outcome::Success)
 }
 
-/// Cancels `token` on Ctrl-C (SIGINT) or SIGTERM. The listener thread lives until the process ends.
-fn cancel_on_interrupt(token: CancelToken) {
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            let terminated = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                () = terminated => {}
-            }
-        });
-        eprintln!("interrupted: stopping running stages");
-        token.cancel();
-    });
-}
-
 #[derive(Serialize)]
 struct ReproJson<'a> {
     dry_run: bool,
@@ -339,7 +309,10 @@ fn repro(repo: &Repo, args: ReproArgs, global: &GlobalArgs) -> anyhow::Result<Ou
     };
     let cancel = CancelToken::new();
     if !args.dry_run {
-        cancel_on_interrupt(cancel.clone());
+        crate::interrupt::cancel_on_interrupt(
+            cancel.clone(),
+            "interrupted: stopping running stages",
+        );
     }
     let events = |event: &Event<'_>| {
         if quiet {
