@@ -123,7 +123,7 @@ pub(crate) fn download(
             let src = object_path(root, hash);
             let dest = cache.object_path(hash);
             let tmp = tmp_name(&dest);
-            let result = copy_verified(&src, &tmp, hash);
+            let result = copy_verified(&src, &tmp);
             let (actual, len) = match result {
                 Ok(v) => v,
                 Err(e) => {
@@ -160,7 +160,7 @@ pub(crate) fn download(
 }
 
 /// Copies `src` to a new read-only file `tmp`, returning the hash and length of what was copied.
-fn copy_verified(src: &Path, tmp: &Path, _expected: &Hash) -> Result<(Hash, u64)> {
+fn copy_verified(src: &Path, tmp: &Path) -> Result<(Hash, u64)> {
     let mut input = std::fs::File::open(src).at(src)?;
     let len = input.metadata().at(src)?.len();
     let mut out = std::fs::OpenOptions::new()

@@ -31,6 +31,16 @@ fn repo() -> tempfile::TempDir {
     d
 }
 
+/// Configures the repository at `dir` to copy payloads (no links), so corrupting the cache does
+/// not also change the workspace file.
+fn use_copies(dir: &Path) {
+    std::fs::write(
+        dir.join(".mlops/config.toml"),
+        "[cache]\nlink = [\"copy\"]\n",
+    )
+    .unwrap();
+}
+
 fn status_json(dir: &Path, extra: &[&str]) -> serde_json::Value {
     let out = mlops(dir)
         .arg("--json")
@@ -287,11 +297,7 @@ fn corrupt_cache_object_is_reported_and_not_checked_out() {
     use std::os::unix::fs::PermissionsExt;
     let d = repo();
     // Copies, so corrupting the cache does not also change the workspace file.
-    std::fs::write(
-        d.path().join(".mlops/config.toml"),
-        "[cache]\nlink = [\"copy\"]\n",
-    )
-    .unwrap();
+    use_copies(d.path());
     mlops(d.path())
         .args(["add", "data/train.csv"])
         .assert()
@@ -501,11 +507,7 @@ fn remote_list_default_remove() {
 #[test]
 fn gc_is_a_dry_run_unless_forced() {
     let d = repo();
-    std::fs::write(
-        d.path().join(".mlops/config.toml"),
-        "[cache]\nlink = [\"copy\"]\n",
-    )
-    .unwrap();
+    use_copies(d.path());
     mlops(d.path())
         .args(["add", "data/train.csv"])
         .assert()
