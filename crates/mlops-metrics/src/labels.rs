@@ -2,19 +2,20 @@
 //!
 //! Every label column is turned into `u32` codes into one sorted class list (scikit-learn's
 //! `unique_labels`: the union of the columns, sorted), so the metric kernels count in flat arrays
-//! and never hash or allocate per row.
+//! and never hash or allocate per row. Coding happens batch by batch as the table is decoded
+//! (`code_batch`, against the batch's own sorted labels); the crate's decoder then reconciles the
+//! batches' label lists into the table's.
 
 use std::collections::HashMap;
 use std::fmt;
 
 use arrow::array::{Array, AsArray, StringArray};
-use arrow::datatypes::DataType;
-use rayon::prelude::*;
+use arrow::buffer::ScalarBuffer;
+use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 
-/// Rows handled by one parallel task.
-const CHUNK: usize = 1 << 16;
-/// Integer label ranges up to this size are coded through a lookup table instead of a search.
-const DENSE_RANGE: i64 = 1 << 20;
+/// Integer label spans up to this size (or twice the batch's rows) are coded through a lookup
+/// table instead of a sort and search.
+const DENSE_SPAN: u64 = 1 << 12;
 
 /// A class label or segment value: integers order numerically, strings lexicographically.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -34,311 +35,371 @@ impl fmt::Display for Label {
     }
 }
 
-/// The values of one label-like column, ready to be coded.
-#[derive(Debug, Clone)]
-pub enum LabelValues {
+/// What kind of labels a column holds: integers (also booleans and whole-number floats) or
+/// strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
     /// Integers.
-    Int(Vec<i64>),
-    /// Strings (an Arrow array without nulls).
-    Str(StringArray),
+    Int,
+    /// Strings.
+    Str,
 }
 
-impl LabelValues {
-    /// The number of rows.
-    pub fn len(&self) -> usize {
-        match self {
-            Self::Int(v) => v.len(),
-            Self::Str(a) => a.len(),
+/// The kind of labels a column of type `t` holds, or why it cannot hold labels.
+pub(crate) fn kind_of(t: &DataType) -> Result<Kind, String> {
+    match t {
+        DataType::Boolean | DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+            Ok(Kind::Int)
         }
-    }
-
-    /// Whether there are no rows.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Reads an Arrow column as labels: integers, booleans, whole-number floats or strings.
-    /// `Err(message)` says what is wrong (nulls, NaN, fractional values, unsupported type).
-    pub fn from_arrow(array: &dyn Array) -> Result<Self, String> {
-        if array.null_count() > 0 {
-            let first = (0..array.len()).find(|&i| array.is_null(i)).unwrap_or(0);
-            return Err(format!(
-                "{} null values (first at row {first}); labels must not be null",
-                array.null_count()
-            ));
-        }
-        match array.data_type() {
-            DataType::Boolean => Ok(Self::Int(
-                array
-                    .as_boolean()
-                    .iter()
-                    .map(|b| i64::from(b.unwrap_or(false)))
-                    .collect(),
-            )),
-            DataType::Float16 | DataType::Float32 | DataType::Float64 => {
-                let values = crate::table::to_f64(array).map_err(|e| e.to_string())?;
-                let mut out = Vec::with_capacity(values.len());
-                for (i, v) in values.iter().enumerate() {
-                    if v.is_nan() {
-                        return Err(format!("row {i} is NaN; labels must be numbers or strings"));
-                    }
-                    if v.fract() != 0.0 || v.abs() > 9.0e15 {
-                        return Err(format!(
-                            "row {i} is {v}, not a whole number; use integer or string labels (or task = \"regression\")"
-                        ));
-                    }
-                    out.push(*v as i64);
-                }
-                Ok(Self::Int(out))
-            }
-            t if t.is_integer() => {
-                let cast =
-                    arrow::compute::cast(array, &DataType::Int64).map_err(|e| e.to_string())?;
-                Ok(Self::Int(
-                    cast.as_primitive::<arrow::datatypes::Int64Type>()
-                        .values()
-                        .to_vec(),
-                ))
-            }
-            DataType::Utf8
-            | DataType::LargeUtf8
-            | DataType::Utf8View
-            | DataType::Dictionary(_, _) => {
-                let cast =
-                    arrow::compute::cast(array, &DataType::Utf8).map_err(|e| e.to_string())?;
-                Ok(Self::Str(cast.as_string::<i32>().clone()))
-            }
-            other => Err(format!(
-                "type {other} cannot hold labels (use integers or strings)"
-            )),
-        }
+        t if t.is_integer() => Ok(Kind::Int),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(Kind::Str),
+        DataType::Dictionary(_, values) => kind_of(values),
+        other => Err(format!(
+            "type {other} cannot hold labels (use integers or strings)"
+        )),
     }
 }
 
-/// Columns coded against one sorted class list.
+/// One batch of a label column (without nulls), borrowed from Arrow's buffers where it can be.
 #[derive(Debug, Clone)]
-pub struct Coded {
-    /// The sorted union of the columns' values.
-    pub classes: Vec<Label>,
-    /// One code column per input column, `classes[code]` being the value.
-    pub codes: Vec<Vec<u32>>,
+pub(crate) enum Batch {
+    /// Integers.
+    Int(ScalarBuffer<i64>),
+    /// Strings.
+    Str(StringArray),
+    /// Dictionary-encoded strings: per row an index into `values`.
+    Dict {
+        /// Per row, the index of its value.
+        keys: ScalarBuffer<i32>,
+        /// The dictionary (may hold values no row uses, and repeats).
+        values: StringArray,
+    },
 }
 
-/// Codes `columns` against the sorted union of their values.
+/// Converts a numeric Arrow array to `f64` values (borrowed when it already is `f64`).
+pub(crate) fn f64_values(array: &dyn Array) -> Result<ScalarBuffer<f64>, String> {
+    match array.data_type() {
+        DataType::Float64 => Ok(array.as_primitive::<Float64Type>().values().clone()),
+        t if t.is_numeric() || *t == DataType::Boolean => {
+            let cast =
+                arrow::compute::cast(array, &DataType::Float64).map_err(|e| e.to_string())?;
+            Ok(cast.as_primitive::<Float64Type>().values().clone())
+        }
+        other => Err(
+            arrow::error::ArrowError::CastError(format!("type {other} is not numeric")).to_string(),
+        ),
+    }
+}
+
+/// Reads one batch of a label column: integers, booleans, whole-number floats, strings or
+/// dictionary-encoded strings. The batch must have no nulls (the caller counts them first).
+/// `Err(message)` says what is wrong, naming rows as `offset` + their index in the batch.
+pub(crate) fn batch(array: &dyn Array, offset: usize) -> Result<Batch, String> {
+    match array.data_type() {
+        DataType::Int64 => Ok(Batch::Int(
+            array.as_primitive::<Int64Type>().values().clone(),
+        )),
+        DataType::Boolean => Ok(Batch::Int(
+            array.as_boolean().values().iter().map(i64::from).collect(),
+        )),
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+            let values = f64_values(array)?;
+            let mut out = Vec::with_capacity(values.len());
+            for (i, v) in values.iter().enumerate() {
+                let row = offset + i;
+                if v.is_nan() {
+                    return Err(format!(
+                        "row {row} is NaN; labels must be numbers or strings"
+                    ));
+                }
+                if v.fract() != 0.0 || v.abs() > 9.0e15 {
+                    return Err(format!(
+                        "row {row} is {v}, not a whole number; use integer or string labels (or task = \"regression\")"
+                    ));
+                }
+                out.push(*v as i64);
+            }
+            Ok(Batch::Int(out.into()))
+        }
+        t if t.is_integer() => {
+            let cast = arrow::compute::cast(array, &DataType::Int64).map_err(|e| e.to_string())?;
+            Ok(Batch::Int(
+                cast.as_primitive::<Int64Type>().values().clone(),
+            ))
+        }
+        DataType::Utf8 => Ok(Batch::Str(array.as_string::<i32>().clone())),
+        DataType::LargeUtf8 | DataType::Utf8View => {
+            let cast = arrow::compute::cast(array, &DataType::Utf8).map_err(|e| e.to_string())?;
+            Ok(Batch::Str(cast.as_string::<i32>().clone()))
+        }
+        DataType::Dictionary(key, values) => match kind_of(values)? {
+            Kind::Str => {
+                let wanted =
+                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+                let cast;
+                let dict = if **key == DataType::Int32 && **values == DataType::Utf8 {
+                    array.as_dictionary::<Int32Type>()
+                } else {
+                    cast = arrow::compute::cast(array, &wanted).map_err(|e| e.to_string())?;
+                    cast.as_dictionary::<Int32Type>()
+                };
+                Ok(Batch::Dict {
+                    keys: dict.keys().values().clone(),
+                    values: dict.values().as_string::<i32>().clone(),
+                })
+            }
+            Kind::Int => {
+                let plain = arrow::compute::cast(array, values).map_err(|e| e.to_string())?;
+                batch(plain.as_ref(), offset)
+            }
+        },
+        other => Err(format!(
+            "type {other} cannot hold labels (use integers or strings)"
+        )),
+    }
+}
+
+/// The sorted distinct labels of one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Local {
+    /// Integer labels.
+    Int(Vec<i64>),
+    /// String labels.
+    Str(Vec<String>),
+}
+
+/// Codes the batches of the columns of one group (the same rows of each column) against the
+/// sorted union of their values, writing one code per row to `out` (one slice per column, as
+/// long as its batch). Returns that union.
 ///
-/// Fails when the columns mix integer and string labels.
-pub fn encode(columns: &[&LabelValues]) -> Result<Coded, String> {
-    let ints: Vec<&Vec<i64>> = columns
-        .iter()
-        .filter_map(|c| match c {
-            LabelValues::Int(v) => Some(v),
-            LabelValues::Str(_) => None,
-        })
-        .collect();
-    let strs: Vec<&StringArray> = columns
-        .iter()
-        .filter_map(|c| match c {
-            LabelValues::Str(a) => Some(a),
-            LabelValues::Int(_) => None,
-        })
-        .collect();
-    match (ints.is_empty(), strs.is_empty()) {
-        (false, true) => Ok(encode_ints(&ints)),
-        (true, _) => Ok(encode_strs(&strs)),
-        (false, false) => Err("y_true and y_pred mix integer and string labels".to_owned()),
+/// Fails when the columns mix integer and string labels or a dictionary key is out of range.
+pub(crate) fn code_batch(columns: &[Batch], out: &mut [&mut [u32]]) -> Result<Local, String> {
+    if columns.iter().all(|c| matches!(c, Batch::Int(_))) {
+        let ints: Vec<&[i64]> = columns
+            .iter()
+            .filter_map(|c| match c {
+                Batch::Int(v) => Some(&v[..]),
+                _ => None,
+            })
+            .collect();
+        Ok(Local::Int(code_ints(&ints, out)))
+    } else if columns.iter().any(|c| matches!(c, Batch::Int(_))) {
+        Err("y_true and y_pred mix integer and string labels".to_owned())
+    } else {
+        code_strs(columns, out).map(Local::Str)
     }
 }
 
-fn encode_ints(columns: &[&Vec<i64>]) -> Coded {
-    let (lo, hi) = columns
-        .par_iter()
-        .flat_map(|c| c.par_chunks(CHUNK))
-        .map(|ch| {
-            ch.iter()
-                .fold((i64::MAX, i64::MIN), |(a, b), &x| (a.min(x), b.max(x)))
-        })
-        .reduce(
-            || (i64::MAX, i64::MIN),
-            |(a, b), (c, d)| (a.min(c), b.max(d)),
-        );
+fn code_ints(columns: &[&[i64]], out: &mut [&mut [u32]]) -> Vec<i64> {
+    let (lo, hi) = columns.iter().fold((i64::MAX, i64::MIN), |acc, c| {
+        c.iter().fold(acc, |(a, b), &x| (a.min(x), b.max(x)))
+    });
     if lo > hi {
-        return Coded {
-            classes: Vec::new(),
-            codes: columns.iter().map(|_| Vec::new()).collect(),
-        };
+        return Vec::new();
     }
-    if hi.saturating_sub(lo) < DENSE_RANGE {
-        let range = (hi - lo + 1) as usize;
-        let seen = columns
-            .par_iter()
-            .flat_map(|c| c.par_chunks(CHUNK))
-            .fold(
-                || vec![false; range],
-                |mut s, ch| {
-                    for &x in ch {
-                        s[(x - lo) as usize] = true;
-                    }
-                    s
-                },
-            )
-            .reduce(
-                || vec![false; range],
-                |mut a, b| {
-                    for (x, y) in a.iter_mut().zip(b) {
-                        *x |= y;
-                    }
-                    a
-                },
-            );
-        let mut lut = vec![0u32; range];
-        let mut classes = Vec::new();
-        for (i, &s) in seen.iter().enumerate() {
-            if s {
-                lut[i] = classes.len() as u32;
-                classes.push(Label::Int(lo + i as i64));
+    let rows: usize = columns.iter().map(|c| c.len()).sum();
+    let span = hi.abs_diff(lo);
+    if span < DENSE_SPAN.max(2 * rows as u64) {
+        // `x - lo` is at most `span`, so the wrapping difference is the true one.
+        let mut lut = vec![u32::MAX; span as usize + 1];
+        for c in columns {
+            for &x in c.iter() {
+                lut[x.wrapping_sub(lo) as u64 as usize] = 0;
             }
         }
-        let codes = columns
-            .iter()
-            .map(|c| c.par_iter().map(|&x| lut[(x - lo) as usize]).collect())
-            .collect();
-        return Coded { classes, codes };
+        let mut classes = Vec::new();
+        for (i, slot) in lut.iter_mut().enumerate() {
+            if *slot == 0 {
+                *slot = classes.len() as u32;
+                classes.push(lo.wrapping_add(i as i64));
+            }
+        }
+        for (c, o) in columns.iter().zip(out.iter_mut()) {
+            for (x, o) in c.iter().zip(o.iter_mut()) {
+                *o = lut[x.wrapping_sub(lo) as u64 as usize];
+            }
+        }
+        return classes;
     }
     let mut values: Vec<i64> = columns.iter().flat_map(|c| c.iter().copied()).collect();
-    values.par_sort_unstable();
+    values.sort_unstable();
     values.dedup();
-    let codes = columns
-        .iter()
-        .map(|c| {
-            c.par_iter()
-                .map(|x| values.binary_search(x).unwrap_or(0) as u32)
-                .collect()
+    for (c, o) in columns.iter().zip(out.iter_mut()) {
+        for (x, o) in c.iter().zip(o.iter_mut()) {
+            *o = values.binary_search(x).unwrap_or(0) as u32;
+        }
+    }
+    values
+}
+
+/// A batch-local dictionary of strings: a short linear list first (label and segment columns
+/// usually have a handful of values), a hash map behind it.
+#[derive(Default)]
+struct Interner<'a> {
+    names: Vec<&'a str>,
+    index: HashMap<&'a str, u32>,
+}
+
+impl<'a> Interner<'a> {
+    fn code(&mut self, v: &'a str) -> u32 {
+        if let Some(c) = self.names.iter().take(16).position(|n| *n == v) {
+            return c as u32;
+        }
+        *self.index.entry(v).or_insert_with(|| {
+            self.names.push(v);
+            (self.names.len() - 1) as u32
         })
-        .collect();
-    Coded {
-        classes: values.into_iter().map(Label::Int).collect(),
-        codes,
     }
 }
 
-/// Codes one chunk of strings against a chunk-local dictionary (a short linear list first: label
-/// and segment columns usually have a handful of values).
-fn encode_str_chunk(array: &StringArray, start: usize, end: usize) -> (Vec<&str>, Vec<u32>) {
-    let mut names: Vec<&str> = Vec::new();
-    let mut index: HashMap<&str, u32> = HashMap::new();
-    let mut codes = Vec::with_capacity(end - start);
-    for i in start..end {
-        let v = array.value(i);
-        let code = match names.iter().take(16).position(|n| *n == v) {
-            Some(c) => c as u32,
-            None => *index.entry(v).or_insert_with(|| {
-                names.push(v);
-                (names.len() - 1) as u32
-            }),
-        };
-        codes.push(code);
-    }
-    (names, codes)
-}
-
-fn encode_strs(columns: &[&StringArray]) -> Coded {
-    let chunks: Vec<Vec<(Vec<&str>, Vec<u32>)>> = columns
-        .iter()
-        .map(|a| {
-            let n = a.len();
-            (0..n.div_ceil(CHUNK))
-                .into_par_iter()
-                .map(|c| encode_str_chunk(a, c * CHUNK, ((c + 1) * CHUNK).min(n)))
-                .collect()
-        })
-        .collect();
-    let mut all: Vec<&str> = chunks
-        .iter()
-        .flatten()
-        .flat_map(|(names, _)| names.iter().copied())
-        .collect();
-    all.sort_unstable();
-    all.dedup();
-    let codes = chunks
-        .iter()
-        .map(|col| {
-            let mut out = Vec::with_capacity(col.iter().map(|(_, c)| c.len()).sum());
-            for (names, local) in col {
-                let remap: Vec<u32> = names
-                    .iter()
-                    .map(|n| all.binary_search(n).unwrap_or(0) as u32)
-                    .collect();
-                out.extend(local.iter().map(|&c| remap[c as usize]));
+fn code_strs(columns: &[Batch], out: &mut [&mut [u32]]) -> Result<Vec<String>, String> {
+    let mut interner = Interner::default();
+    for (column, o) in columns.iter().zip(out.iter_mut()) {
+        match column {
+            Batch::Str(a) => {
+                for (i, o) in o.iter_mut().enumerate().take(a.len()) {
+                    *o = interner.code(a.value(i));
+                }
             }
-            out
-        })
-        .collect();
-    Coded {
-        classes: all.into_iter().map(|s| Label::Str(s.to_owned())).collect(),
-        codes,
+            Batch::Dict { keys, values } => {
+                // Only the values some row uses are labels; repeated values share a code.
+                let mut used = vec![false; values.len()];
+                for &k in keys.iter() {
+                    match usize::try_from(k).ok().and_then(|k| used.get_mut(k)) {
+                        Some(u) => *u = true,
+                        None => {
+                            return Err(format!(
+                                "dictionary key {k} is out of range ({} values)",
+                                values.len()
+                            ));
+                        }
+                    }
+                }
+                let lut: Vec<u32> = used
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &u)| if u { interner.code(values.value(j)) } else { 0 })
+                    .collect();
+                for (&k, o) in keys.iter().zip(o.iter_mut()) {
+                    *o = lut[k as usize];
+                }
+            }
+            Batch::Int(_) => {
+                return Err("y_true and y_pred mix integer and string labels".to_owned());
+            }
+        }
     }
+    let names = interner.names;
+    let mut order: Vec<u32> = (0..names.len() as u32).collect();
+    order.sort_unstable_by_key(|&i| names[i as usize]);
+    if order.iter().enumerate().any(|(r, &i)| r as u32 != i) {
+        let mut rank = vec![0u32; names.len()];
+        for (r, &i) in order.iter().enumerate() {
+            rank[i as usize] = r as u32;
+        }
+        for o in out.iter_mut() {
+            for c in o.iter_mut() {
+                *c = rank[*c as usize];
+            }
+        }
+    }
+    Ok(order
+        .iter()
+        .map(|&i| names[i as usize].to_owned())
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn code(columns: &[Batch]) -> (Local, Vec<Vec<u32>>) {
+        let mut outs: Vec<Vec<u32>> = columns
+            .iter()
+            .map(|c| match c {
+                Batch::Int(v) => vec![u32::MAX; v.len()],
+                Batch::Str(a) => vec![u32::MAX; a.len()],
+                Batch::Dict { keys, .. } => vec![u32::MAX; keys.len()],
+            })
+            .collect();
+        let mut slices: Vec<&mut [u32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
+        let local = code_batch(columns, &mut slices).unwrap();
+        (local, outs)
+    }
+
     #[test]
     fn integer_labels_code_in_sorted_order_over_the_union() {
-        let t = LabelValues::Int(vec![5, -2, 5]);
-        let p = LabelValues::Int(vec![7, 5, -2]);
-        let coded = encode(&[&t, &p]).unwrap();
-        assert_eq!(
-            coded.classes,
-            vec![Label::Int(-2), Label::Int(5), Label::Int(7)]
-        );
-        assert_eq!(coded.codes, vec![vec![1, 0, 1], vec![2, 1, 0]]);
+        let t = Batch::Int(vec![5, -2, 5].into());
+        let p = Batch::Int(vec![7, 5, -2].into());
+        let (local, codes) = code(&[t, p]);
+        assert_eq!(local, Local::Int(vec![-2, 5, 7]));
+        assert_eq!(codes, vec![vec![1, 0, 1], vec![2, 1, 0]]);
     }
 
     #[test]
     fn sparse_integer_labels_use_the_search_path() {
-        let t = LabelValues::Int(vec![1 << 40, 0]);
-        let coded = encode(&[&t]).unwrap();
-        assert_eq!(coded.classes, vec![Label::Int(0), Label::Int(1 << 40)]);
-        assert_eq!(coded.codes, vec![vec![1, 0]]);
+        let (local, codes) = code(&[Batch::Int(vec![1 << 40, 0, i64::MIN, i64::MAX].into())]);
+        assert_eq!(local, Local::Int(vec![i64::MIN, 0, 1 << 40, i64::MAX]));
+        assert_eq!(codes, vec![vec![2, 1, 0, 3]]);
     }
 
     #[test]
-    fn string_labels_code_lexicographically_across_chunks() {
-        let many: Vec<&str> = (0..CHUNK * 2 + 5)
-            .map(|i| ["dog", "cat", "eel"][i % 3])
-            .collect();
-        let t = LabelValues::Str(StringArray::from(many.clone()));
-        let coded = encode(&[&t]).unwrap();
-        assert_eq!(coded.classes.len(), 3);
-        assert_eq!(coded.classes[0], Label::Str("cat".into()));
-        for (i, &c) in coded.codes[0].iter().enumerate() {
-            assert_eq!(coded.classes[c as usize].to_string(), many[i]);
-        }
+    fn strings_and_dictionaries_share_one_sorted_list() {
+        let t = Batch::Str(StringArray::from(vec!["dog", "cat", "dog"]));
+        // The dictionary holds a value no row uses ("ant") and a repeat ("eel").
+        let p = Batch::Dict {
+            keys: vec![3, 1, 2].into(),
+            values: StringArray::from(vec!["ant", "eel", "cat", "eel"]),
+        };
+        let (local, codes) = code(&[t, p]);
+        assert_eq!(
+            local,
+            Local::Str(vec!["cat".into(), "dog".into(), "eel".into()])
+        );
+        assert_eq!(codes, vec![vec![1, 0, 1], vec![2, 2, 0]]);
     }
 
     #[test]
-    fn mixed_types_and_bad_floats_are_rejected() {
-        let t = LabelValues::Int(vec![1]);
-        let p = LabelValues::Str(StringArray::from(vec!["a"]));
-        assert!(encode(&[&t, &p]).unwrap_err().contains("mix"));
+    fn mixed_kinds_bad_keys_and_bad_floats_are_rejected() {
+        let mut a = [0u32; 1];
+        let mut b = [0u32; 1];
+        let err = code_batch(
+            &[
+                Batch::Int(vec![1].into()),
+                Batch::Str(StringArray::from(vec!["a"])),
+            ],
+            &mut [&mut a, &mut b],
+        )
+        .unwrap_err();
+        assert!(err.contains("mix"), "{err}");
+        let bad_key = Batch::Dict {
+            keys: vec![2].into(),
+            values: StringArray::from(vec!["a"]),
+        };
+        assert!(
+            code_batch(&[bad_key], &mut [&mut a])
+                .unwrap_err()
+                .contains("out of range")
+        );
         let nan = arrow::array::Float64Array::from(vec![1.0, f64::NAN]);
-        assert!(
-            LabelValues::from_arrow(&nan)
-                .unwrap_err()
-                .contains("row 1 is NaN")
-        );
+        assert!(batch(&nan, 10).unwrap_err().contains("row 11 is NaN"));
         let half = arrow::array::Float64Array::from(vec![0.5]);
-        assert!(
-            LabelValues::from_arrow(&half)
-                .unwrap_err()
-                .contains("not a whole number")
-        );
-        let nulls = arrow::array::Int64Array::from(vec![Some(1), None]);
-        assert!(
-            LabelValues::from_arrow(&nulls)
-                .unwrap_err()
-                .contains("null")
-        );
+        assert!(batch(&half, 0).unwrap_err().contains("not a whole number"));
+        let list = arrow::array::new_empty_array(&DataType::Date32);
+        assert!(batch(&list, 0).unwrap_err().contains("cannot hold labels"));
+        assert!(kind_of(&DataType::Date32).is_err());
+    }
+
+    #[test]
+    fn booleans_small_integers_and_int_dictionaries_are_integers() {
+        let b = arrow::array::BooleanArray::from(vec![true, false]);
+        assert!(matches!(batch(&b, 0).unwrap(), Batch::Int(v) if v[..] == [1, 0]));
+        let i = arrow::array::Int8Array::from(vec![-3, 4]);
+        assert!(matches!(batch(&i, 0).unwrap(), Batch::Int(v) if v[..] == [-3, 4]));
+        let d: arrow::array::DictionaryArray<Int32Type> = vec!["x", "y", "x"].into_iter().collect();
+        assert!(matches!(batch(&d, 0).unwrap(), Batch::Dict { .. }));
+        let small: arrow::array::DictionaryArray<arrow::datatypes::Int8Type> =
+            vec!["x", "y"].into_iter().collect();
+        assert!(matches!(batch(&small, 0).unwrap(), Batch::Dict { .. }));
     }
 }

@@ -31,6 +31,7 @@
 //! ```
 
 pub mod classification;
+mod decode;
 mod error;
 pub mod evaluate;
 pub mod gates;

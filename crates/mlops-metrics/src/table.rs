@@ -5,15 +5,19 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::{DataType, Float64Type};
-use arrow::record_batch::RecordBatch;
+use std::sync::Arc;
+
+use arrow::array::ArrayRef;
+use arrow::datatypes::{DataType, FieldRef, Schema};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use rayon::prelude::*;
 
+use crate::decode::{BatchResult, Decoded, Decoder, Outputs, Plan, Problem};
 use crate::error::{Error, Result};
-use crate::labels::{Label, LabelValues, encode};
+use crate::labels::Label;
 
 /// What kind of target the table holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,7 +132,7 @@ impl Predictions {
         self.len() == 0
     }
 
-    /// Builds predictions from in-memory Arrow columns (name → array).
+    /// Builds predictions from in-memory Arrow columns (name → array, all of the same length).
     ///
     /// Fails when a configured column is missing or holds unusable values, or the table is empty.
     pub fn from_arrays(
@@ -137,131 +141,133 @@ impl Predictions {
         columns: &Columns,
         task: Task,
     ) -> Result<Self> {
-        let get = |name: &str| -> Result<&ArrayRef> {
-            arrays.get(name).ok_or_else(|| {
-                let mut available: Vec<&str> = arrays.keys().map(String::as_str).collect();
-                available.sort_unstable();
-                Error::MissingColumn {
+        let (plan, roles) = plan(columns, task);
+        let mut available: Vec<String> = arrays.keys().cloned().collect();
+        available.sort_unstable();
+        first_missing(source, &plan, &available)?;
+        let chosen: Vec<ArrayRef> = plan
+            .names
+            .iter()
+            .filter_map(|name| arrays.get(name).cloned())
+            .collect();
+        let rows = arrays.get(&columns.y_true).map_or(0, |a| a.len());
+        for (name, array) in plan.names.iter().zip(&chosen) {
+            if array.len() != rows {
+                return Err(Error::BadColumn {
                     path: source.to_owned(),
-                    column: name.to_owned(),
-                    available: available.join(", "),
-                }
+                    column: name.clone(),
+                    message: format!(
+                        "has {} rows but `{}` has {rows}",
+                        array.len(),
+                        columns.y_true
+                    ),
+                });
+            }
+        }
+        let batches: Vec<Vec<ArrayRef>> = (0..rows)
+            .step_by(BATCH_ROWS)
+            .map(|start| {
+                let n = BATCH_ROWS.min(rows - start);
+                chosen.iter().map(|a| a.slice(start, n)).collect()
             })
-        };
-        let bad = |column: &str, message: String| Error::BadColumn {
-            path: source.to_owned(),
-            column: column.to_owned(),
-            message,
-        };
-        let labels = |column: &str| -> Result<LabelValues> {
-            LabelValues::from_arrow(get(column)?.as_ref()).map_err(|m| bad(column, m))
-        };
-        let numbers = |column: &str| -> Result<Vec<f64>> {
-            let array = get(column)?;
-            if array.null_count() > 0 {
-                return Err(bad(
-                    column,
-                    format!("{} null values; fill or drop them", array.null_count()),
-                ));
+            .collect();
+        let types: Vec<DataType> = chosen.iter().map(|a| a.data_type().clone()).collect();
+        let decoded = decode_all(source, &plan, &types, batches, rows)?;
+        Self::assemble(source, decoded, &roles, rows)
+    }
+
+    /// Reads the configured columns of a `.parquet` or `.csv` file.
+    ///
+    /// Parquet row groups decode in parallel, batch by batch, each batch coded straight into the
+    /// final columns; string label and segment columns are read dictionary-encoded and coded by
+    /// dictionary index.
+    ///
+    /// Fails when the file cannot be read or decoded, a column is missing or unusable, or the
+    /// table is empty.
+    pub fn read(path: &Path, columns: &Columns, task: Task) -> Result<Self> {
+        let (plan, roles) = plan(columns, task);
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let (decoded, rows) = match ext.as_str() {
+            "parquet" | "pq" => read_parquet(path, &plan)?,
+            "csv" => read_csv(path, &plan)?,
+            _ => {
+                return Err(Error::UnsupportedFormat {
+                    path: path.to_owned(),
+                });
             }
-            let values = to_f64(array.as_ref()).map_err(|e| bad(column, e.to_string()))?;
-            if let Some(i) = values.par_iter().position_first(|v| v.is_nan()) {
-                return Err(bad(column, format!("row {i} is NaN")));
-            }
-            Ok(values)
         };
-        if get(&columns.y_true)?.is_empty() {
+        Self::assemble(path, decoded, &roles, rows)
+    }
+
+    /// Puts decoded columns in their places.
+    fn assemble(source: &Path, decoded: Decoded, roles: &Roles, rows: usize) -> Result<Self> {
+        if rows == 0 {
             return Err(Error::EmptyTable {
                 path: source.to_owned(),
             });
         }
-        let target = match task {
+        let mut groups = decoded.groups.into_iter();
+        let mut numbers = decoded.numbers.into_iter();
+        let target = match roles.task {
             Task::Classification => {
-                let t = labels(&columns.y_true)?;
-                let p = labels(&columns.y_pred)?;
-                let mut coded = encode(&[&t, &p]).map_err(|m| bad(&columns.y_pred, m))?;
-                let y_pred = coded.codes.pop().unwrap_or_default();
-                let y_true = coded.codes.pop().unwrap_or_default();
+                let coded = groups.next().unwrap_or_default();
+                let mut codes = coded.codes.into_iter();
                 Target::Classification {
                     classes: coded.classes,
-                    y_true,
-                    y_pred,
+                    y_true: codes.next().unwrap_or_default(),
+                    y_pred: codes.next().unwrap_or_default(),
                 }
             }
             Task::Regression => Target::Regression {
-                y_true: numbers(&columns.y_true)?,
-                y_pred: numbers(&columns.y_pred)?,
+                y_true: numbers.next().unwrap_or_default(),
+                y_pred: numbers.next().unwrap_or_default(),
             },
         };
-        let score = columns.score.as_deref().map(numbers).transpose()?;
-        let scores = if columns.scores.is_empty() {
+        let score = roles.score.then(|| numbers.next().unwrap_or_default());
+        let scores = if roles.scores.is_empty() {
             None
         } else {
-            let mut pairs = Vec::new();
-            for (label, column) in &columns.scores {
-                let parsed = label
-                    .parse::<i64>()
-                    .map_or_else(|_| Label::Str(label.clone()), Label::Int);
-                pairs.push((parsed, numbers(column)?));
-            }
+            let mut pairs: Vec<(Label, Vec<f64>)> = roles
+                .scores
+                .iter()
+                .map(|label| (label.clone(), numbers.next().unwrap_or_default()))
+                .collect();
             pairs.sort_by(|a, b| a.0.cmp(&b.0));
             let (classes, columns) = pairs.into_iter().unzip();
             Some(ClassScores { classes, columns })
         };
-        let mut segments = Vec::new();
-        for name in &columns.segments {
-            let values = labels(name)?;
-            let mut coded = encode(&[&values]).map_err(|m| bad(name, m))?;
-            segments.push(Segment {
-                name: name.clone(),
-                values: coded.classes,
-                codes: coded.codes.pop().unwrap_or_default(),
-            });
-        }
-        let ids = match &columns.id {
-            None => None,
-            Some(name) => {
-                let values = labels(name)?;
-                let coded = encode(&[&values]).map_err(|m| bad(name, m))?;
-                let codes = coded.codes.first().map(Vec::as_slice).unwrap_or_default();
-                Some(
-                    codes
-                        .iter()
-                        .map(|&c| coded.classes[c as usize].clone())
-                        .collect(),
-                )
-            }
-        };
-        let predictions = Self {
+        let segments = roles
+            .segments
+            .iter()
+            .map(|name| {
+                let coded = groups.next().unwrap_or_default();
+                Segment {
+                    name: name.clone(),
+                    values: coded.classes,
+                    codes: coded.codes.into_iter().next().unwrap_or_default(),
+                }
+            })
+            .collect();
+        let ids = roles.id.then(|| {
+            let coded = groups.next().unwrap_or_default();
+            let codes = coded.codes.into_iter().next().unwrap_or_default();
+            codes
+                .iter()
+                .map(|&c| coded.classes[c as usize].clone())
+                .collect()
+        });
+        Ok(Self {
             source: source.to_owned(),
             target,
             score,
             scores,
             segments,
             ids,
-        };
-        if predictions.is_empty() {
-            return Err(Error::EmptyTable {
-                path: source.to_owned(),
-            });
-        }
-        Ok(predictions)
-    }
-
-    /// Reads the configured columns of a `.parquet` or `.csv` file.
-    ///
-    /// Fails when the file cannot be read or decoded, a column is missing or unusable, or the
-    /// table is empty.
-    pub fn read(path: &Path, columns: &Columns, task: Task) -> Result<Self> {
-        let mut wanted = vec![columns.y_true.clone(), columns.y_pred.clone()];
-        wanted.extend(columns.score.iter().cloned());
-        wanted.extend(columns.scores.iter().map(|(_, c)| c.clone()));
-        wanted.extend(columns.segments.iter().cloned());
-        wanted.extend(columns.id.iter().cloned());
-        wanted.sort();
-        wanted.dedup();
-        let arrays = read_columns(path, &wanted)?;
-        Self::from_arrays(path, &arrays, columns, task)
+        })
     }
 
     /// The rows `index` (in that order, repeats allowed): for bootstrap resamples and joins.
@@ -396,134 +402,304 @@ impl Predictions {
     }
 }
 
-/// Converts a numeric Arrow column to `f64`.
-pub(crate) fn to_f64(array: &dyn Array) -> std::result::Result<Vec<f64>, arrow::error::ArrowError> {
-    match array.data_type() {
-        DataType::Float64 => Ok(array.as_primitive::<Float64Type>().values().to_vec()),
-        t if t.is_numeric() || *t == DataType::Boolean => {
-            let cast = arrow::compute::cast(array, &DataType::Float64)?;
-            Ok(cast.as_primitive::<Float64Type>().values().to_vec())
+/// Rows per decoded batch: large enough to amortise per-batch work, small enough that a batch's
+/// columns stay in cache while they are coded.
+const BATCH_ROWS: usize = 1 << 16;
+
+/// What the decoded groups and number columns are, in the order [`plan`] adds them.
+#[derive(Debug)]
+struct Roles {
+    task: Task,
+    score: bool,
+    scores: Vec<Label>,
+    segments: Vec<String>,
+    id: bool,
+}
+
+/// The columns to decode for `columns` and `task`, in the order their problems are reported:
+/// the target, the score columns, the segments, the id.
+fn plan(columns: &Columns, task: Task) -> (Plan, Roles) {
+    let mut plan = Plan::default();
+    match task {
+        Task::Classification => {
+            plan.group(&[&columns.y_true, &columns.y_pred]);
         }
-        other => Err(arrow::error::ArrowError::CastError(format!(
-            "type {other} is not numeric"
-        ))),
+        Task::Regression => {
+            plan.number(&columns.y_true);
+            plan.number(&columns.y_pred);
+        }
+    }
+    if let Some(score) = &columns.score {
+        plan.number(score);
+    }
+    for (_, column) in &columns.scores {
+        plan.number(column);
+    }
+    for segment in &columns.segments {
+        plan.group(&[segment]);
+    }
+    if let Some(id) = &columns.id {
+        plan.group(&[id]);
+    }
+    let roles = Roles {
+        task,
+        score: columns.score.is_some(),
+        scores: columns
+            .scores
+            .iter()
+            .map(|(label, _)| {
+                label
+                    .parse::<i64>()
+                    .map_or_else(|_| Label::Str(label.clone()), Label::Int)
+            })
+            .collect(),
+        segments: columns.segments.clone(),
+        id: columns.id.is_some(),
+    };
+    (plan, roles)
+}
+
+/// The first of `plan`'s columns (in name order) that `available` lacks.
+fn first_missing(path: &Path, plan: &Plan, available: &[String]) -> Result<()> {
+    let mut wanted: Vec<&String> = plan.names.iter().collect();
+    wanted.sort();
+    match wanted.iter().find(|w| !available.contains(w)) {
+        Some(w) => Err(Error::MissingColumn {
+            path: path.to_owned(),
+            column: (*w).clone(),
+            available: available.join(", "),
+        }),
+        None => Ok(()),
     }
 }
 
-/// Reads the named columns of a Parquet or CSV file as whole arrays.
-///
-/// Fails when the file cannot be read, is malformed, or lacks a column.
-pub fn read_columns(path: &Path, wanted: &[String]) -> Result<HashMap<String, ArrayRef>> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+fn bad_column(path: &Path) -> impl Fn(Problem) -> Error + '_ {
+    move |p| Error::BadColumn {
+        path: path.to_owned(),
+        column: p.column,
+        message: p.message,
+    }
+}
+
+/// Decodes in-memory batches (`batches[i][c]` is column `plan.names[c]` of batch `i`), in
+/// parallel.
+fn decode_all(
+    source: &Path,
+    plan: &Plan,
+    types: &[DataType],
+    batches: Vec<Vec<ArrayRef>>,
+    rows: usize,
+) -> Result<Decoded> {
+    let decoder = Decoder::new(plan, types);
+    let mut outputs = Outputs::new(plan, rows);
+    let lengths: Vec<usize> = batches
+        .iter()
+        .map(|b| b.first().map_or(0, |a| a.len()))
+        .collect();
+    let offsets: Vec<usize> = lengths
+        .iter()
+        .scan(0, |at, &n| {
+            *at += n;
+            Some(*at - n)
+        })
+        .collect();
+    let results: Vec<BatchResult> = outputs
+        .split(&lengths)
+        .into_par_iter()
+        .zip(batches)
+        .zip(offsets)
+        .map(|((part, arrays), offset)| decoder.batch(&arrays, offset, part))
+        .collect();
+    decoder
+        .finish(outputs, results, rows)
+        .map_err(bad_column(source))
+}
+
+/// Reads a Parquet file: row groups in parallel, each in batches of [`BATCH_ROWS`] decoded
+/// straight into the output columns. String label columns are read dictionary-encoded.
+fn read_parquet(path: &Path, plan: &Plan) -> Result<(Decoded, usize)> {
     let io = |source| Error::Io {
         path: path.to_owned(),
         source,
     };
-    let missing = |column: &str, names: Vec<String>| Error::MissingColumn {
+    let pq = |source| Error::Parquet {
         path: path.to_owned(),
-        column: column.to_owned(),
-        available: names.join(", "),
+        source,
     };
-    let batches: Vec<RecordBatch> = match ext.as_str() {
-        "parquet" | "pq" => {
-            let pq = |source| Error::Parquet {
-                path: path.to_owned(),
-                source,
-            };
-            let file = File::open(path).map_err(io)?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
-            let schema = builder.schema().clone();
-            let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-            let mut roots = Vec::new();
-            for w in wanted {
-                let i = names
-                    .iter()
-                    .position(|n| n == w)
-                    .ok_or_else(|| missing(w, names.clone()))?;
-                roots.push(i);
+    let file = File::open(path).map_err(io)?;
+    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(pq)?;
+    let schema = Arc::clone(meta.schema());
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    first_missing(path, plan, &names)?;
+    // Keep the dictionary encoding of string label columns: rows become dictionary indices
+    // instead of materialised strings. A schema the reader refuses leaves the plain one.
+    let hinted: Vec<FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            t @ (DataType::Utf8 | DataType::LargeUtf8) if plan.is_label(f.name()) => {
+                Arc::new(f.as_ref().clone().with_data_type(DataType::Dictionary(
+                    Box::new(DataType::Int32),
+                    Box::new(t.clone()),
+                )))
             }
-            let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-            let groups = builder.metadata().num_row_groups();
-            drop(builder);
-            // Row groups decode in parallel, each task with its own reader.
-            let parts: Vec<Vec<RecordBatch>> = (0..groups)
-                .into_par_iter()
-                .map(|g| -> Result<Vec<RecordBatch>> {
-                    let file = File::open(path).map_err(io)?;
-                    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                        .map_err(pq)?
-                        .with_projection(mask.clone())
-                        .with_row_groups(vec![g])
-                        .with_batch_size(1 << 16)
-                        .build()
-                        .map_err(pq)?;
-                    reader
-                        .collect::<std::result::Result<Vec<_>, _>>()
-                        .map_err(|e| Error::Arrow {
-                            path: path.to_owned(),
-                            source: e,
-                        })
-                })
-                .collect::<Result<_>>()?;
-            parts.into_iter().flatten().collect()
-        }
-        "csv" => {
-            use arrow::csv::reader::Format;
-            let arrow_err = |source| Error::Arrow {
-                path: path.to_owned(),
-                source,
-            };
-            let mut file = File::open(path).map_err(io)?;
-            let (schema, _) = Format::default()
-                .with_header(true)
-                .infer_schema(&mut file, None)
-                .map_err(arrow_err)?;
-            let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-            let mut projection = Vec::new();
-            for w in wanted {
-                projection.push(
-                    names
-                        .iter()
-                        .position(|n| n == w)
-                        .ok_or_else(|| missing(w, names.clone()))?,
-                );
-            }
-            let file = File::open(path).map_err(io)?;
-            let reader = arrow::csv::ReaderBuilder::new(std::sync::Arc::new(schema))
-                .with_header(true)
-                .with_projection(projection)
-                .with_batch_size(1 << 16)
-                .build(file)
-                .map_err(arrow_err)?;
-            reader
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(arrow_err)?
-        }
-        _ => {
-            return Err(Error::UnsupportedFormat {
-                path: path.to_owned(),
-            });
-        }
+            _ => Arc::clone(f),
+        })
+        .collect();
+    let meta = if hinted.iter().zip(schema.fields()).any(|(a, b)| a != b) {
+        let hint = Arc::new(Schema::new_with_metadata(hinted, schema.metadata().clone()));
+        ArrowReaderMetadata::try_new(
+            Arc::clone(meta.metadata()),
+            ArrowReaderOptions::new().with_schema(hint),
+        )
+        .unwrap_or(meta)
+    } else {
+        meta
     };
-    let mut out = HashMap::new();
-    for name in wanted {
-        let parts: Vec<&dyn Array> = batches
-            .iter()
-            .filter_map(|b| b.column_by_name(name).map(|c| c.as_ref()))
-            .collect();
-        let array = if parts.is_empty() {
-            arrow::array::new_empty_array(&DataType::Null)
-        } else {
-            arrow::compute::concat(&parts).map_err(|e| Error::Arrow {
-                path: path.to_owned(),
-                source: e,
-            })?
-        };
-        out.insert(name.clone(), array);
+    let fields = meta.schema().fields();
+    let mut roots = Vec::with_capacity(plan.names.len());
+    let mut types = Vec::with_capacity(plan.names.len());
+    for name in &plan.names {
+        let i = names.iter().position(|n| n == name).unwrap_or(0);
+        roots.push(i);
+        types.push(
+            fields
+                .get(i)
+                .map_or(DataType::Null, |f| f.data_type().clone()),
+        );
     }
-    Ok(out)
+    let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
+    let group_rows: Vec<usize> = meta
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| usize::try_from(g.num_rows()).unwrap_or(0))
+        .collect();
+    let starts: Vec<usize> = group_rows
+        .iter()
+        .scan(0, |at, &n| {
+            *at += n;
+            Some(*at - n)
+        })
+        .collect();
+    let rows: usize = group_rows.iter().sum();
+    let decoder = Decoder::new(plan, &types);
+    let mut outputs = Outputs::new(plan, rows);
+    let parts = outputs.split(&group_rows);
+    let results: Vec<Vec<BatchResult>> = parts
+        .into_par_iter()
+        .enumerate()
+        .map(|(g, mut part)| -> Result<Vec<BatchResult>> {
+            let file = File::open(path).map_err(io)?;
+            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
+                .with_projection(mask.clone())
+                .with_row_groups(vec![g])
+                .with_batch_size(BATCH_ROWS)
+                .build()
+                .map_err(pq)?;
+            let mut offset = starts.get(g).copied().unwrap_or(0);
+            let mut out = Vec::new();
+            for batch in reader {
+                let batch = batch.map_err(|source| Error::Arrow {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let n = batch.num_rows();
+                let piece = part.take_front(n).ok_or_else(|| {
+                    pq(parquet::errors::ParquetError::General(format!(
+                        "row group {g} holds more rows than its metadata says"
+                    )))
+                })?;
+                let arrays =
+                    plan.names
+                        .iter()
+                        .map(|name| {
+                            batch.column_by_name(name).cloned().ok_or_else(|| {
+                                Error::MissingColumn {
+                                    path: path.to_owned(),
+                                    column: name.clone(),
+                                    available: names.join(", "),
+                                }
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                out.push(decoder.batch(&arrays, offset, piece));
+                offset += n;
+            }
+            if part.rows() > 0 {
+                return Err(pq(parquet::errors::ParquetError::General(format!(
+                    "row group {g} holds fewer rows than its metadata says"
+                ))));
+            }
+            Ok(out)
+        })
+        .collect::<Result<_>>()?;
+    let decoded = decoder
+        .finish(outputs, results.into_iter().flatten().collect(), rows)
+        .map_err(bad_column(path))?;
+    Ok((decoded, rows))
+}
+
+/// Reads a CSV file with a header (types inferred) and decodes its batches in parallel.
+fn read_csv(path: &Path, plan: &Plan) -> Result<(Decoded, usize)> {
+    use arrow::csv::reader::Format;
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let arrow_err = |source| Error::Arrow {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io)?;
+    let (schema, _) = Format::default()
+        .with_header(true)
+        .infer_schema(&mut file, None)
+        .map_err(arrow_err)?;
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    first_missing(path, plan, &names)?;
+    let projection: Vec<usize> = plan
+        .names
+        .iter()
+        .map(|w| names.iter().position(|n| n == w).unwrap_or(0))
+        .collect();
+    let types: Vec<DataType> = projection
+        .iter()
+        .map(|&i| {
+            schema
+                .fields()
+                .get(i)
+                .map_or(DataType::Null, |f| f.data_type().clone())
+        })
+        .collect();
+    let file = File::open(path).map_err(io)?;
+    let reader = arrow::csv::ReaderBuilder::new(Arc::new(schema))
+        .with_header(true)
+        .with_projection(projection)
+        .with_batch_size(BATCH_ROWS)
+        .build(file)
+        .map_err(arrow_err)?;
+    let mut batches = Vec::new();
+    let mut rows = 0;
+    for batch in reader {
+        let batch = batch.map_err(arrow_err)?;
+        rows += batch.num_rows();
+        let arrays = plan
+            .names
+            .iter()
+            .map(|name| {
+                batch
+                    .column_by_name(name)
+                    .cloned()
+                    .ok_or_else(|| Error::MissingColumn {
+                        path: path.to_owned(),
+                        column: name.clone(),
+                        available: names.join(", "),
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        batches.push(arrays);
+    }
+    let decoded = decode_all(path, plan, &types, batches, rows)?;
+    Ok((decoded, rows))
 }

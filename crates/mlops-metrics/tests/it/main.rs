@@ -4,6 +4,7 @@
     reason = "test helpers outside #[test] functions unwrap too"
 )]
 
+mod decode;
 mod gates;
 mod golden;
 mod props;
