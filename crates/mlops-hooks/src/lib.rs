@@ -37,6 +37,7 @@ mod pointers;
 mod run;
 mod secrets;
 mod syntax;
+mod yaml_fast;
 
 pub use check::{CheckId, Finding, Report, Skipped, Source};
 pub use config::{

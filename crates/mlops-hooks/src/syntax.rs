@@ -1,6 +1,7 @@
 //! Syntax of structured files, with line and column: YAML (every document), JSON (duplicate
 //! keys rejected) and TOML.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -71,6 +72,17 @@ fn strip_position(msg: &str) -> String {
 }
 
 fn check_yaml(data: &[u8]) -> Result<(), SyntaxError> {
+    // Most configuration files are plain block YAML that a line scan proves well formed many
+    // times faster than libyaml parses it; anything else (including every error) goes to the
+    // full parser, so verdicts, messages and positions are the full parser's.
+    if crate::yaml_fast::proves_valid(data) {
+        return Ok(());
+    }
+    check_yaml_full(data)
+}
+
+/// The full YAML check: serde_yaml over every document, rejecting duplicate keys.
+pub(crate) fn check_yaml_full(data: &[u8]) -> Result<(), SyntaxError> {
     for doc in serde_yaml::Deserializer::from_slice(data) {
         if let Err(e) = doc.deserialize_any(StrictYaml) {
             let loc = e.location();
@@ -199,14 +211,55 @@ impl<'de> Visitor<'de> for Strict {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if !seen.insert(key.clone()) {
+        // Keys are borrowed from the input where they have no escapes; small objects (most of
+        // them) are searched linearly, larger ones through a set, without a String per key.
+        let mut seen: Vec<Cow<'de, str>> = Vec::new();
+        let mut set: HashSet<Cow<'de, str>> = HashSet::new();
+        while let Some(key) = map.next_key_seed(JsonKey)? {
+            let repeated = if set.is_empty() && seen.len() < SMALL_OBJECT {
+                let r = seen.contains(&key);
+                seen.push(key.clone());
+                r
+            } else {
+                set.extend(seen.drain(..));
+                !set.insert(key.clone())
+            };
+            if repeated {
                 return Err(A::Error::custom(format!("duplicate key `{key}`")));
             }
             map.next_value_seed(Strict)?;
         }
         Ok(())
+    }
+}
+
+/// Objects with at most this many keys are checked for duplicates by a linear search.
+const SMALL_OBJECT: usize = 16;
+
+/// A JSON object key, borrowed from the input when it has no escapes.
+struct JsonKey;
+
+impl<'de> DeserializeSeed<'de> for JsonKey {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(JsonKey)
+    }
+}
+
+impl<'de> Visitor<'de> for JsonKey {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v.to_owned()))
     }
 }
 
@@ -373,6 +426,14 @@ mod tests {
         let e = err(Format::Json, "{\n  \"a\": 1,\n  \"a\": 2\n}");
         assert_eq!(e.line, Some(3));
         assert!(e.message.contains("duplicate key `a`"), "{e:?}");
+        // Objects past the linear-search size, and keys with escapes, are compared too.
+        let mut big: Vec<String> = (0..40).map(|i| format!("\"k{i}\": {i}")).collect();
+        assert!(check(Format::Json, format!("{{{}}}", big.join(",")).as_bytes()).is_ok());
+        big.push("\"k\\u0033\": 0".to_owned());
+        let e = err(Format::Json, &format!("{{{}}}", big.join(",")));
+        assert!(e.message.contains("duplicate key `k3`"), "{e:?}");
+        let e = err(Format::Json, "{\"a\\u0062\": 1, \"ab\": 2}");
+        assert!(e.message.contains("duplicate key `ab`"), "{e:?}");
         let e = err(Format::Json, "{\"a\": 1,}");
         assert_eq!((e.line, e.column), (Some(1), Some(9)));
         let e = err(Format::Json, "{} x");
