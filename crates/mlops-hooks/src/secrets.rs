@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind, packed};
 use regex::bytes::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -231,14 +231,51 @@ fn fingerprint(rule: &str, path: &str, secret: &str) -> String {
 #[derive(Debug)]
 pub struct SecretScanner {
     keywords: AhoCorasick,
+    /// The keywords (lowercase) for Teddy, when this CPU has the SIMD instructions it needs.
+    first_keyword: Option<packed::Searcher>,
     /// For each keyword, the rules (bit mask over `RULES`) it may start.
     keyword_rules: Vec<u32>,
     regexes: Vec<Option<Regex>>,
     body: Regex,
+    /// [`ALLOW_PRAGMAS`], compiled once.
+    pragmas: Vec<memchr::memmem::Finder<'static>>,
 }
 
 const GENERIC: usize = 14;
 const URL: usize = 13;
+const AWS_SECRET: usize = 2;
+/// The rules whose match is `NAME <op> value` with NAME ending in one of [`ASSIGNED_WORDS`].
+const ASSIGNMENT_RULES: u32 = (1 << GENERIC) | (1 << AWS_SECRET);
+/// How the names of [`ASSIGNMENT_RULES`] end (every alternative of their patterns' name part).
+const ASSIGNED_WORDS: [&[u8]; 8] = [
+    b"password",
+    b"passwd",
+    b"pwd",
+    b"secret",
+    b"token",
+    b"key",
+    b"credential",
+    b"credentials",
+];
+
+/// Whether some `:` or `=` in `line` follows one of [`ASSIGNED_WORDS`] (any case), with only an
+/// optional quote and whitespace between: a necessary condition for [`ASSIGNMENT_RULES`] to
+/// match (`:=` and `=>` start with `:` or `=`).
+fn has_assignment_after_keyword(line: &[u8]) -> bool {
+    memchr::memchr2_iter(b':', b'=', line).any(|op| {
+        let mut end = op;
+        while end > 0 && line[end - 1].is_ascii_whitespace() {
+            end -= 1;
+        }
+        if end > 0 && matches!(line[end - 1], b'"' | b'\'' | b'`') {
+            end -= 1;
+        }
+        let name = &line[..end];
+        ASSIGNED_WORDS
+            .iter()
+            .any(|w| name.len() >= w.len() && name[name.len() - w.len()..].eq_ignore_ascii_case(w))
+    })
+}
 
 impl SecretScanner {
     /// All rules except those whose ids are in `disabled`.
@@ -264,9 +301,12 @@ impl SecretScanner {
                 }
             }
         }
+        // A full DFA: one table step per byte, several times faster than the default NFA for
+        // an overlapping, case-insensitive search over ~50 short keywords (a few hundred states).
         let keywords = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&words)
             .map_err(|e| internal(format!("secret keywords: {e}")))?;
         let regexes = RULES
@@ -282,16 +322,61 @@ impl SecretScanner {
             .collect::<Result<Vec<_>>>()?;
         let body = Regex::new(r"(?-u)[A-Za-z0-9+/=]{32,}")
             .map_err(|e| internal(format!("key body: {e}")))?;
+        let first_keyword = packed::Config::new()
+            .match_kind(packed::MatchKind::LeftmostFirst)
+            .builder()
+            .extend(&words)
+            .build();
         Ok(Self {
             keywords,
+            first_keyword,
             keyword_rules,
             regexes,
             body,
+            pragmas: ALLOW_PRAGMAS
+                .iter()
+                .map(|p| memchr::memmem::Finder::new(p.as_bytes()))
+                .collect(),
         })
     }
 
     /// Every secret in `data`, in file order.
     pub fn scan(&self, data: &[u8]) -> Vec<SecretMatch> {
+        match &self.first_keyword {
+            Some(first) => self.scan_by_line(first, data),
+            None => self.scan_overlapping(data),
+        }
+    }
+
+    /// The SIMD path: Teddy finds the first keyword at or after a position in the
+    /// ASCII-lowercased text (the same matches as the case-insensitive automaton); that line's
+    /// rule mask comes from the automaton run over the rest of the line alone; the search
+    /// resumes after the line.
+    fn scan_by_line(&self, first: &packed::Searcher, data: &[u8]) -> Vec<SecretMatch> {
+        let mut found = Vec::new();
+        let mut line_counter = LineCounter::default();
+        let lower = data.to_ascii_lowercase();
+        let mut at = 0;
+        while at < lower.len() {
+            let Some(m) = first.find_in(&lower, aho_corasick::Span::from(at..lower.len())) else {
+                break;
+            };
+            let pos = m.start();
+            let start = memchr::memrchr(b'\n', &data[..pos]).map_or(0, |i| i + 1);
+            let end = memchr::memchr(b'\n', &data[pos..]).map_or(data.len(), |i| pos + i);
+            // No keyword starts before `pos` on this line (Teddy's match is the leftmost).
+            let mask = self
+                .keywords
+                .find_overlapping_iter(&data[pos..end])
+                .fold(0, |acc, k| acc | self.keyword_rules[k.pattern().as_usize()]);
+            self.scan_line(data, start, end, mask, &mut line_counter, &mut found);
+            at = end + 1;
+        }
+        found
+    }
+
+    /// The portable path: one overlapping pass of the automaton over the whole text.
+    fn scan_overlapping(&self, data: &[u8]) -> Vec<SecretMatch> {
         let mut found = Vec::new();
         // (line start, line end, rule mask) of the line being collected.
         let mut current: Option<(usize, usize, u32)> = None;
@@ -326,10 +411,13 @@ impl SecretScanner {
         found: &mut Vec<SecretMatch>,
     ) {
         let line = &data[start..end];
-        if ALLOW_PRAGMAS
-            .iter()
-            .any(|p| memchr::memmem::find(line, p.as_bytes()).is_some())
-        {
+        let mut mask = mask;
+        // The assignment rules need `…key =`, `…token:` and the like; words such as "token" in
+        // prose flag many lines where no assignment follows, and the regex is skipped there.
+        if mask & ASSIGNMENT_RULES != 0 && !has_assignment_after_keyword(line) {
+            mask &= !ASSIGNMENT_RULES;
+        }
+        if mask == 0 || self.pragmas.iter().any(|p| p.find(line).is_some()) {
             return;
         }
         let first_new = found.len();
@@ -755,6 +843,86 @@ mod tests {
         assert!(RULES.len() <= 32);
         assert_eq!(RULES[GENERIC].id, "generic-secret");
         assert_eq!(RULES[URL].id, "url-password");
+        assert_eq!(RULES[AWS_SECRET].id, "aws-secret-access-key");
+    }
+
+    proptest::proptest! {
+        /// Skipping the assignment rules on lines without `<name word> <op>` never hides a match.
+        #[test]
+        fn assignment_gate_never_hides_a_match(parts in proptest::collection::vec(
+            proptest::sample::select(&[
+                "password", "PassWd", "pwd", "secret", "Token", "api_key", "api-KEY", "apikey",
+                "access_key", "secret_access_key", "SecretAccessKey", "auth-key", "credential",
+                "credentials", "x", "_", ".", "-", "\"", "'", "`", " ", "\t", ":", "=", ":=", "=>",
+                "v4lue!9Zq", "wJalrXUtnFEMIK7MDENGbPxRfiCYzEXAMPLEKEYa", "\\", "#", ",", "\u{b}",
+            ][..]),
+            0..12,
+        )) {
+            let line = parts.concat();
+            let scanner = SecretScanner::new(&[]).unwrap();
+            for rule in [GENERIC, AWS_SECRET] {
+                let re = scanner.regexes[rule].as_ref().unwrap();
+                if re.is_match(line.as_bytes()) {
+                    proptest::prop_assert!(has_assignment_after_keyword(line.as_bytes()), "{line:?}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The SIMD line-by-line search finds exactly what the overlapping automaton finds.
+        #[test]
+        fn teddy_path_equals_the_automaton(parts in proptest::collection::vec(
+            proptest::sample::select(&[
+                "password = ", "PassWord: ", "TOKEN=", "Api_Key: ", "secret", "x", " ", "\n",
+                "\r\n", "'", "\"", "ghp_", "GHP_", "R4nd0mT0k3nV4lu3xQ9zW2yL7kP5mN8bC1dF",
+                "AKIAZ7QWERTY2345UIOP", "akia", "https://u:Pa55w0rd!x@db.internal/x", "://",
+                "-----BEGIN RSA PRIVATE KEY-----", "MIIEowIBAAKCAQEAq8Zr2LmX9vTb4NcWq8Zr2LmX9vTb",
+                "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.q8Zr2LmX9vTb4NcWq8Zr2L",
+                "hf_", "xoxb-", "sk_live_", "AIza", "mlops:allow-secret", "\u{e9}", "\0",
+            ][..]),
+            0..40,
+        )) {
+            let text = parts.concat();
+            let scanner = SecretScanner::new(&[]).unwrap();
+            let Some(first) = &scanner.first_keyword else { return Ok(()) };
+            proptest::prop_assert_eq!(
+                scanner.scan_by_line(first, text.as_bytes()),
+                scanner.scan_overlapping(text.as_bytes())
+            );
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn teddy_is_used_where_the_cpu_has_it() {
+        let scanner = SecretScanner::new(&[]).unwrap();
+        if std::arch::is_x86_feature_detected!("ssse3") {
+            assert!(scanner.first_keyword.is_some());
+        }
+    }
+
+    #[test]
+    fn assignment_gate_sees_every_operator_and_quote() {
+        for line in [
+            "db_password = 'x'",
+            "TOKEN: abc",
+            "\"api_key\": \"v\"",
+            "auth-Key := v",
+            "creds.Credentials => v",
+            "SECRET`\t= v",
+            "prose first, then pwd=v",
+        ] {
+            assert!(has_assignment_after_keyword(line.as_bytes()), "{line}");
+        }
+        for line in [
+            "the token is in the vault",
+            "token_budget = 10",
+            "see: token",
+            "key_path = x",
+        ] {
+            assert!(!has_assignment_after_keyword(line.as_bytes()), "{line}");
+        }
     }
 
     #[test]
