@@ -859,17 +859,130 @@ pub fn paired_bootstrap_interval(
     boot: Bootstrap,
     confidence: f64,
 ) -> Result<Interval> {
+    let pair = Pair {
+        candidate,
+        baseline,
+        scope,
+        metric,
+        opts,
+    };
+    paired_interval(&pair, boot, confidence, |c, b| c - b)
+}
+
+/// Paired bootstrap interval of the relative change `(candidate - baseline) / |baseline|` for one
+/// metric (MLflow's relative change, not direction aware), over the same resampled rows of both
+/// tables; resamples where the baseline value is 0 are dropped (the change is undefined there).
+///
+/// Fails like [`bootstrap_interval`].
+pub fn paired_relative_bootstrap_interval(
+    candidate: &Predictions,
+    baseline: &Predictions,
+    scope: &Scope,
+    metric: &str,
+    opts: &MetricOptions,
+    boot: Bootstrap,
+    confidence: f64,
+) -> Result<Interval> {
+    let pair = Pair {
+        candidate,
+        baseline,
+        scope,
+        metric,
+        opts,
+    };
+    paired_interval(&pair, boot, confidence, |c, b| {
+        if b == 0.0 {
+            f64::NAN
+        } else {
+            (c - b) / b.abs()
+        }
+    })
+}
+
+/// One metric compared between two aligned tables.
+struct Pair<'a> {
+    candidate: &'a Predictions,
+    baseline: &'a Predictions,
+    scope: &'a Scope,
+    metric: &'a str,
+    opts: &'a MetricOptions,
+}
+
+/// Paired percentile interval of `combine(candidate value, baseline value)` over resamples.
+fn paired_interval(
+    pair: &Pair<'_>,
+    boot: Bootstrap,
+    confidence: f64,
+    combine: fn(f64, f64) -> f64,
+) -> Result<Interval> {
     check_confidence(confidence)?;
-    let base =
-        scope_rows(candidate, scope)?.unwrap_or_else(|| (0..candidate.len() as u32).collect());
+    let base = scope_rows(pair.candidate, pair.scope)?
+        .unwrap_or_else(|| (0..pair.candidate.len() as u32).collect());
     let mut values = Vec::with_capacity(boot.samples);
     for sample in resamples(base.len(), boot) {
         let rows: Vec<u32> = sample.iter().map(|&i| base[i as usize]).collect();
-        let c = metric_value(candidate, Some(&rows), scope, metric, opts)?;
-        let b = metric_value(baseline, Some(&rows), scope, metric, opts)?;
-        values.push(c - b);
+        let c = metric_value(
+            pair.candidate,
+            Some(&rows),
+            pair.scope,
+            pair.metric,
+            pair.opts,
+        )?;
+        let b = metric_value(
+            pair.baseline,
+            Some(&rows),
+            pair.scope,
+            pair.metric,
+            pair.opts,
+        )?;
+        values.push(combine(c, b));
     }
     Ok(interval_of(values, confidence))
+}
+
+/// Bootstrap interval of the gap between segments: `max - min` of `metric` over the values of
+/// segment column `column`, as in [`MetricReport::segment_gaps`]. Each value's rows are resampled
+/// with replacement within that value (every value keeps its size in every resample); values
+/// where the metric is undefined are skipped, resamples where it is undefined for every value
+/// are dropped.
+///
+/// Fails like [`bootstrap_interval`], or when `column` is not a segment column of `p`.
+pub fn segment_gap_interval(
+    p: &Predictions,
+    column: &str,
+    metric: &str,
+    opts: &MetricOptions,
+    boot: Bootstrap,
+    confidence: f64,
+) -> Result<Interval> {
+    check_confidence(confidence)?;
+    let seg = p
+        .segments
+        .iter()
+        .find(|s| s.name == column)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "segment column `{column}` is not among the gate's segments"
+            ))
+        })?;
+    let groups = group_rows(&seg.codes, seg.values.len());
+    let whole = Scope::default();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(boot.seed);
+    let mut gaps = Vec::with_capacity(boot.samples);
+    for _ in 0..boot.samples {
+        let mut per_value = Vec::with_capacity(groups.len());
+        for rows in groups.iter().filter(|r| !r.is_empty()) {
+            let sample: Vec<u32> = (0..rows.len())
+                .map(|_| rows[rng.random_range(0..rows.len())])
+                .collect();
+            let v = metric_value(p, Some(&sample), &whole, metric, opts)?;
+            if !v.is_nan() {
+                per_value.push(v);
+            }
+        }
+        gaps.push(gap_of(&per_value).map_or(f64::NAN, |g| g.difference));
+    }
+    Ok(interval_of(gaps, confidence))
 }
 
 fn check_confidence(confidence: f64) -> Result<()> {

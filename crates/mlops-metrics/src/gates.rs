@@ -452,11 +452,6 @@ fn requirement(
                     PER_CLASS_METRICS.join(", ")
                 )));
             }
-            if confidence.is_some()
-                && checks.iter().any(|c| matches!(c, Check::MinRelativeChange(_) | Check::MaxSegmentGap(_)))
-            {
-                return Err(err("confidence applies to min, max, max_regression and min_absolute_change".to_owned()));
-            }
             let scope = Scope { class, segment: segment.map(|s| (s, value.unwrap_or_default())) };
             let source = source_of(&metric, scope, &err)?;
             if matches!(source, Source::File { .. })
@@ -733,6 +728,23 @@ fn judge(
             out.reason = Some(format!(
                 "`{name}` is undefined in every segment of `{column}`"
             ));
+            return Ok(out);
+        }
+        if let Some(confidence) = r.confidence {
+            let interval = evaluate::segment_gap_interval(
+                candidate,
+                column,
+                name,
+                opts,
+                gate.bootstrap,
+                confidence,
+            )?;
+            let held = interval.high <= bound;
+            if out.passed && !held {
+                out.reason = Some(interval_reason(&interval));
+            }
+            out.passed = out.passed && held;
+            out.interval = Some(interval);
         }
         return Ok(out);
     }
@@ -792,6 +804,15 @@ fn judge(
                 gate.bootstrap,
                 confidence,
             )?,
+            (Check::MinRelativeChange(_), Some(b)) => evaluate::paired_relative_bootstrap_interval(
+                candidate,
+                b,
+                scope,
+                name,
+                opts,
+                gate.bootstrap,
+                confidence,
+            )?,
             (_, Some(b)) => evaluate::paired_bootstrap_interval(
                 candidate,
                 b,
@@ -803,7 +824,8 @@ fn judge(
             )?,
             (_, None) => return Err(Error::invalid("a baseline comparison needs a baseline")),
         };
-        // For comparisons the interval is of candidate - baseline; judge its worst end.
+        // For comparisons the interval is of candidate - baseline (relative: divided by
+        // |baseline|); judge its worst end.
         let held = match r.check {
             Check::Min(b) => interval.low >= b,
             Check::Max(b) => interval.high <= b,
@@ -814,25 +836,30 @@ fn judge(
                     interval.high <= tol
                 }
             }
-            Check::MinAbsoluteChange(x) => {
+            Check::MinAbsoluteChange(x) | Check::MinRelativeChange(x) => {
                 if hib {
                     interval.low >= x
                 } else {
                     interval.high <= -x
                 }
             }
-            _ => false,
+            Check::MaxSegmentGap(_) => false,
         };
         if point && !held {
-            out.reason = Some(format!(
-                "the point estimate passes but the {}% interval [{:.6}, {:.6}] does not",
-                confidence * 100.0,
-                interval.low,
-                interval.high
-            ));
+            out.reason = Some(interval_reason(&interval));
         }
         out.passed = point && held;
         out.interval = Some(interval);
     }
     Ok(out)
+}
+
+/// Why a requirement whose point estimate passes fails at its confidence.
+fn interval_reason(interval: &Interval) -> String {
+    format!(
+        "the point estimate passes but the {}% interval [{:.6}, {:.6}] does not",
+        interval.confidence * 100.0,
+        interval.low,
+        interval.high
+    )
 }

@@ -43,7 +43,8 @@ pub use classification::{Average, ConfusionMatrix, ZeroDivision};
 pub use error::{Error, Result};
 pub use evaluate::{
     Bootstrap, Interval, MetricOptions, MetricReport, Scope, bootstrap_interval, evaluate,
-    metric_value, paired_bootstrap_interval,
+    metric_value, paired_bootstrap_interval, paired_relative_bootstrap_interval,
+    segment_gap_interval,
 };
 pub use gates::{Gate, GateReport, RequirementResult, evaluate_gate, load_gates, parse_gates};
 pub use labels::Label;

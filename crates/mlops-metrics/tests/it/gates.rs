@@ -141,6 +141,53 @@ fn segment_gaps_and_confidence_intervals() {
     assert_eq!(json["requirements"][1]["passed"], false);
 }
 
+#[test]
+fn confidence_for_relative_changes_and_segment_gaps() {
+    let d = repo();
+    let toml = format!(
+        "{HEAD}requirements = [\n  {{ metric = \"accuracy\", min_relative_change = 0.0, confidence = 0.95 }},\n  {{ metric = \"accuracy\", min_relative_change = 0.1, confidence = 0.95 }},\n  {{ metric = \"log_loss\", min_relative_change = 0.05, confidence = 0.95 }},\n  {{ metric = \"accuracy\", segment = \"region\", max_segment_gap = 0.25, confidence = 0.95 }},\n  {{ metric = \"accuracy\", segment = \"region\", max_segment_gap = 0.4, confidence = 0.95 }},\n]\n"
+    );
+    let r = run(d.path(), &toml);
+    let v = verdicts(&r);
+    // Accuracy 0.9 vs 0.8 (+12.5%); the candidate's log loss is ~39% lower; the region gap is 0.2
+    // (eu 1.0, us 0.8 on 100 rows).
+    assert_eq!(
+        v.iter().map(|x| x.1).collect::<Vec<_>>(),
+        vec![true, false, true, false, true],
+        "{v:?}"
+    );
+    let interval = |i: usize| r.requirements[i].interval.unwrap();
+    assert!(interval(0).low > 0.0 && interval(0).low < 0.1 && interval(0).high > 0.125);
+    assert!(
+        r.requirements[1]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("interval")
+    );
+    // Lower-is-better: the relative change is negative, its upper end below -0.05.
+    assert!(interval(2).high < -0.05, "{:?}", interval(2));
+    assert!((r.requirements[3].observed - 0.2).abs() < 1e-12);
+    assert!(
+        interval(3).low < 0.2 && interval(3).high > 0.25,
+        "{:?}",
+        interval(3)
+    );
+    assert!(
+        r.requirements[3]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("interval")
+    );
+    assert!(interval(4).high < 0.4 && interval(4).confidence == 0.95);
+    // Seeded: the same intervals again.
+    let again = run(d.path(), &toml);
+    for (a, b) in r.requirements.iter().zip(&again.requirements) {
+        assert_eq!(a.interval, b.interval);
+    }
+}
+
 fn config_error(toml: &str) -> (usize, usize, String) {
     match parse_gates("mlops.toml".as_ref(), toml).unwrap_err() {
         Error::Config {
