@@ -22,9 +22,13 @@
 //!
 //! Nesting is kept far below serde_yaml's recursion limit.
 
-/// Blocks and flow sequences nested deeper than this are left to the full parser (serde_yaml
-/// stops at 128).
+/// Blocks nested deeper than this are left to the full parser.
 const MAX_DEPTH: usize = 64;
+/// Flow sequences nested deeper than this (inside at most `MAX_DEPTH` blocks) are left to the
+/// full parser.
+const MAX_FLOW_DEPTH: usize = 16;
+// serde_yaml stops at 128 nested collections: together the two limits stay below it.
+const _: () = assert!(MAX_DEPTH + MAX_FLOW_DEPTH < 128);
 /// Longer keys are left to the full parser (libyaml's simple keys stop at 1024 characters).
 const MAX_KEY: usize = 512;
 /// Plain keys that serde_yaml resolves to null or a boolean: `null` and `Null` are the same key
@@ -399,7 +403,7 @@ fn single_quoted(v: &[u8]) -> Option<usize> {
 /// The end of the flow sequence starting at `v[at] == b'['` on this line: items are quoted
 /// scalars, plain scalars without `: # " '` and nested flow sequences; no trailing comma.
 fn flow_seq(v: &[u8], at: usize, depth: usize) -> Option<usize> {
-    if depth > MAX_DEPTH {
+    if depth > MAX_FLOW_DEPTH {
         return None;
     }
     let skip = |mut i: usize| {
@@ -529,6 +533,20 @@ mod tests {
         assert!(!proves_valid(doc.as_bytes()));
         let flow = format!("a: {}{}\n", "[".repeat(100), "]".repeat(100));
         assert!(!proves_valid(flow.as_bytes()));
+        // The deepest document it does prove is well within serde_yaml's limit.
+        let mut doc = String::new();
+        for i in 0..MAX_DEPTH - 1 {
+            doc.push_str(&" ".repeat(i));
+            doc.push_str("k:\n");
+        }
+        doc.push_str(&" ".repeat(MAX_DEPTH - 1));
+        doc.push_str(&format!(
+            "k: {}{}\n",
+            "[".repeat(MAX_FLOW_DEPTH),
+            "]".repeat(MAX_FLOW_DEPTH)
+        ));
+        assert!(proves_valid(doc.as_bytes()));
+        assert!(full_ok(&doc));
     }
 
     /// A YAML tree, written out in block style by `emit`.
