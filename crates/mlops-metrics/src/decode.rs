@@ -207,15 +207,26 @@ impl<'a> Part<'a> {
 
 impl Outputs {
     /// Allocates every output column of `plan` for `rows` rows.
-    pub(crate) fn new(plan: &Plan, rows: usize) -> Self {
-        Self {
+    ///
+    /// Fails, instead of aborting the process, when they cannot be allocated (a corrupt Parquet
+    /// footer can claim any number of rows).
+    pub(crate) fn new(plan: &Plan, rows: usize) -> Result<Self, String> {
+        let per_row = 4 * plan.groups.iter().map(Vec::len).sum::<usize>() + 8 * plan.numbers.len();
+        let too_many = || format!("{rows} rows do not fit in memory");
+        let bytes = rows.checked_mul(per_row).ok_or_else(too_many)?;
+        // A trial reservation of the total, never written so never backed by memory, turns an
+        // impossible size into an error; the zeroed outputs below are then paged in lazily.
+        Vec::<u8>::new()
+            .try_reserve_exact(bytes)
+            .map_err(|_| too_many())?;
+        Ok(Self {
             groups: plan
                 .groups
                 .iter()
                 .map(|g| g.iter().map(|_| vec![0; rows]).collect())
                 .collect(),
             numbers: plan.numbers.iter().map(|_| vec![0.0; rows]).collect(),
-        }
+        })
     }
 
     fn whole(&mut self) -> Part<'_> {
@@ -554,7 +565,7 @@ mod tests {
         let rows = arrays.first().map_or(0, |a| a.len());
         let types: Vec<DataType> = arrays.iter().map(|a| a.data_type().clone()).collect();
         let decoder = Decoder::new(plan, &types);
-        let mut outputs = Outputs::new(plan, rows);
+        let mut outputs = Outputs::new(plan, rows).unwrap();
         let mut offsets = Vec::new();
         let mut at = 0;
         for &n in lengths {
@@ -621,12 +632,22 @@ mod tests {
     }
 
     #[test]
+    fn impossible_row_counts_are_an_error_not_an_abort() {
+        let mut plan = Plan::default();
+        plan.group(&["t", "p"]);
+        plan.number("s");
+        let err = Outputs::new(&plan, usize::MAX / 4).unwrap_err();
+        assert!(err.contains("do not fit in memory"), "{err}");
+        assert!(Outputs::new(&plan, 1 << 50).is_err());
+    }
+
+    #[test]
     fn batches_that_do_not_cover_the_table_are_an_error() {
         let mut plan = Plan::default();
         plan.number("s");
         let s: ArrayRef = Arc::new(Float64Array::from(vec![0.0, 1.0, 2.0]));
         let decoder = Decoder::new(&plan, &[DataType::Float64]);
-        let mut outputs = Outputs::new(&plan, 3);
+        let mut outputs = Outputs::new(&plan, 3).unwrap();
         let results: Vec<BatchResult> = outputs
             .split(&[2])
             .into_iter()

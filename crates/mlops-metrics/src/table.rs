@@ -491,7 +491,11 @@ fn decode_all(
     rows: usize,
 ) -> Result<Decoded> {
     let decoder = Decoder::new(plan, types);
-    let mut outputs = Outputs::new(plan, rows);
+    let mut outputs = Outputs::new(plan, rows).map_err(|message| Error::BadColumn {
+        path: source.to_owned(),
+        column: plan.names.first().cloned().unwrap_or_default(),
+        message,
+    })?;
     let lengths: Vec<usize> = batches
         .iter()
         .map(|b| b.first().map_or(0, |a| a.len()))
@@ -584,7 +588,8 @@ fn read_parquet(path: &Path, plan: &Plan) -> Result<(Decoded, usize)> {
         .collect();
     let rows: usize = group_rows.iter().sum();
     let decoder = Decoder::new(plan, &types);
-    let mut outputs = Outputs::new(plan, rows);
+    let mut outputs = Outputs::new(plan, rows)
+        .map_err(|message| pq(parquet::errors::ParquetError::General(message)))?;
     let parts = outputs.split(&group_rows);
     let results: Vec<Vec<BatchResult>> = parts
         .into_par_iter()
