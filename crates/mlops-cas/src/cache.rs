@@ -6,12 +6,24 @@
 //! an object whose stamp differs from the one recorded when it was verified is re-hashed before
 //! use ([`Cache::verify`]).
 
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirEntryExt;
 use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, LinkKind};
 use crate::hash::{Hash, hash_file_sized};
 use crate::statcache::{Stamp, StatCache};
+
+/// An object's file name in its shard folder: the last 62 hex digits.
+fn object_name(hash: &Hash) -> OsString {
+    let mut hex = [0u8; 64];
+    std::ffi::OsStr::from_bytes(&hash.hex_into(&mut hex)[2..]).to_owned()
+}
 
 /// Where temporary files being written into the cache live (cleaned by `gc`).
 pub(crate) const TMP_DIR: &str = "tmp";
@@ -56,8 +68,22 @@ impl Cache {
 
     /// The path an object with this hash has in the cache.
     pub fn object_path(&self, hash: &Hash) -> PathBuf {
-        let h = hash.to_hex();
-        self.root.join("blake3").join(&h[..2]).join(&h[2..])
+        let mut hex = [0u8; 64];
+        let hex = hash.hex_into(&mut hex);
+        let mut p = self.shard_path(hash);
+        p.push(std::ffi::OsStr::from_bytes(&hex[2..]));
+        p
+    }
+
+    /// The `blake3/<2 hex>` folder an object with this hash lives in.
+    fn shard_path(&self, hash: &Hash) -> PathBuf {
+        let mut hex = [0u8; 64];
+        let hex = hash.hex_into(&mut hex);
+        let mut p = PathBuf::with_capacity(self.root.as_os_str().len() + 80);
+        p.push(&self.root);
+        p.push("blake3");
+        p.push(std::ffi::OsStr::from_bytes(&hex[..2]));
+        p
     }
 
     /// Whether an object with this hash is present (not verified).
@@ -244,6 +270,94 @@ impl Cache {
     /// [`Error::MissingObject`] or [`Error::Corrupt`]; I/O errors.
     pub fn verify(&self, hash: &Hash, stats: &StatCache, for_path: &Path) -> Result<()> {
         self.verify_stamp(hash, stats, for_path).map(|_| ())
+    }
+
+    /// [`Cache::verify`] for many objects at once, one result per hash, in order.
+    ///
+    /// `linked` maps hashes to the stamp of a workspace file that was just found to have that
+    /// hash. When the cache's directory entry for such an object names that same inode (a hard
+    /// link), the object *is* that file, already checked through its stamp, and it is not stat-ed
+    /// again. Directory entries carry inode numbers, so a shard folder holding many wanted objects
+    /// is listed once instead of stat-ing each; a shard is listed only when its size suggests the
+    /// listing is cheaper than the stats it saves. Everything else goes through [`Cache::verify`].
+    pub fn verify_many(
+        &self,
+        hashes: &[Hash],
+        linked: &HashMap<Hash, Stamp>,
+        stats: &StatCache,
+        for_path: &Path,
+    ) -> Vec<Result<()>> {
+        let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); 256];
+        for (i, h) in hashes.iter().enumerate() {
+            by_shard[usize::from(h.as_bytes()[0])].push(i);
+        }
+        let mut results: Vec<(usize, Result<()>)> = by_shard
+            .into_par_iter()
+            .filter(|wanted| !wanted.is_empty())
+            .flat_map_iter(|wanted| {
+                let listing =
+                    self.list_shard_if_worth_it(&hashes[wanted[0]], &wanted, hashes, linked);
+                wanted
+                    .into_iter()
+                    .map(|i| {
+                        let h = &hashes[i];
+                        let r = match &listing {
+                            Some(names) => match names.get(&object_name(h)) {
+                                None => Err(Error::MissingObject {
+                                    hash: h.to_string(),
+                                    path: for_path.to_owned(),
+                                }),
+                                Some(&(inode, true))
+                                    if linked.get(h).is_some_and(|s| s.inode == inode) =>
+                                {
+                                    Ok(())
+                                }
+                                Some(_) => self.verify(h, stats, for_path),
+                            },
+                            None => self.verify(h, stats, for_path),
+                        };
+                        (i, r)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        results.sort_unstable_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// The names in `hash`'s shard folder with their inode numbers and whether each is a regular
+    /// file, when listing it is worth it for the `wanted` objects (indices into `hashes`): at
+    /// least a few of them have a linked workspace file, and the folder is not much larger than
+    /// what is wanted from it (an ext4 entry for a 62-digit name takes about 72 bytes).
+    fn list_shard_if_worth_it(
+        &self,
+        hash: &Hash,
+        wanted: &[usize],
+        hashes: &[Hash],
+        linked: &HashMap<Hash, Stamp>,
+    ) -> Option<HashMap<OsString, (u64, bool)>> {
+        const MIN_LINKED: usize = 8;
+        const ENTRY_BYTES: u64 = 72;
+        const LISTED_PER_SAVED_STAT: u64 = 32;
+        let with_link = wanted
+            .iter()
+            .filter(|i| linked.contains_key(&hashes[**i]))
+            .count();
+        if with_link < MIN_LINKED {
+            return None;
+        }
+        let dir = self.shard_path(hash);
+        let size = std::fs::metadata(&dir).ok()?.len();
+        if size / ENTRY_BYTES > LISTED_PER_SAVED_STAT * with_link as u64 {
+            return None;
+        }
+        let mut names = HashMap::with_capacity(wanted.len() * 2);
+        for entry in std::fs::read_dir(&dir).ok()? {
+            let entry = entry.ok()?;
+            let is_file = entry.file_type().ok()?.is_file();
+            names.insert(entry.file_name(), (entry.ino(), is_file));
+        }
+        Some(names)
     }
 
     /// Like [`Cache::verify`], returning the object's stamp.

@@ -31,7 +31,19 @@ impl Hash {
 
     /// The 64 hex digits, without the `blake3:` prefix.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        let mut out = [0u8; 64];
+        String::from_utf8_lossy(self.hex_into(&mut out)).into_owned()
+    }
+
+    /// Writes the 64 hex digits into `out` and returns them (no allocation: object paths and the
+    /// hash cache format hashes by the ten thousand).
+    pub fn hex_into<'a>(&self, out: &'a mut [u8; 64]) -> &'a [u8] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(b >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+        }
+        out
     }
 
     /// The first 8 hex digits, for people.
@@ -283,6 +295,11 @@ mod tests {
         fn display_parse_roundtrip(bytes in any::<[u8; 32]>()) {
             let h = Hash::from_bytes(bytes);
             prop_assert_eq!(h.to_string().parse::<Hash>().unwrap(), h);
+        }
+
+        #[test]
+        fn hex_matches_the_hex_crate(bytes in any::<[u8; 32]>()) {
+            prop_assert_eq!(Hash::from_bytes(bytes).to_hex(), hex::encode(bytes));
         }
 
         #[test]

@@ -1,7 +1,7 @@
 //! [`Repo`]: a folder with `.mlops/`: tracking paths (`add`), comparing the workspace with its
 //! pointers (`status`), materialising payloads (`checkout`) and collecting garbage (`gc`).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
 use rayon::prelude::*;
@@ -279,87 +279,55 @@ impl Repo {
         Ok((h, stamp))
     }
 
-    /// Lists the files of directory `abs`: (relative `/` path, absolute path, metadata).
+    /// Lists the files of directory `abs`: (relative `/` path, absolute path, metadata), sorted
+    /// by relative path bytes (manifest order). Folders are listed and files stat-ed in parallel.
     fn scan_dir(&self, abs: &Path) -> Result<Vec<(String, PathBuf, std::fs::Metadata)>> {
-        let mut out = Vec::new();
-        for entry in walkdir::WalkDir::new(abs)
-            .follow_links(false)
-            .sort_by_file_name()
-        {
-            let entry = entry.map_err(|e| {
-                let p = e.path().unwrap_or(abs).to_owned();
-                Error::io(
-                    p,
-                    e.into_io_error()
-                        .unwrap_or_else(|| std::io::Error::other("file system loop")),
-                )
-            })?;
-            let ft = entry.file_type();
-            if ft.is_dir() {
-                continue;
-            }
-            let path = entry.path();
-            let meta = if ft.is_symlink() {
-                match std::fs::metadata(path) {
-                    Ok(m) if m.is_file() => m,
-                    Ok(_) => return Err(Error::BadPath { path: path.to_owned(), reason: "is a link to a folder; mlops tracks files, link targets are not followed into folders".to_owned() }),
-                    Err(e) => return Err(Error::io(path, e)),
-                }
-            } else if ft.is_file() {
-                entry.metadata().map_err(|e| {
-                    Error::io(
-                        path,
-                        e.into_io_error()
-                            .unwrap_or_else(|| std::io::Error::other("metadata")),
-                    )
-                })?
-            } else {
-                continue; // sockets, fifos, devices: not data
-            };
-            let rel = path.strip_prefix(abs).unwrap_or(path);
-            let Some(rel) = rel.to_str() else {
-                return Err(Error::BadPath {
-                    path: path.to_owned(),
-                    reason: "has a name that is not valid UTF-8".to_owned(),
-                });
-            };
-            out.push((
-                rel.replace(std::path::MAIN_SEPARATOR, "/"),
-                path.to_owned(),
-                meta,
-            ));
-        }
-        Ok(out)
+        list_files(abs, "")?
+            .into_par_iter()
+            .map(|f| {
+                let meta = f.metadata()?;
+                Ok((f.rel, f.abs, meta))
+            })
+            .collect()
     }
 
-    /// Hashes a directory's files in parallel and builds its manifest.
-    fn hash_dir(&self, abs: &Path) -> Result<(Manifest, Vec<(PathBuf, Stamp)>)> {
-        let files = self.scan_dir(abs)?;
-        let hashed: Vec<(ManifestEntry, PathBuf, Stamp)> = files
+    /// Hashes a directory's files in parallel and builds its manifest. With `store`, each file is
+    /// also put into the cache (linked per that order) as soon as it is hashed, in the same
+    /// parallel pass: one stat, one read and one link per file, spread over all cores.
+    fn hash_dir(&self, abs: &Path, store: Option<&[LinkKind]>) -> Result<DirScan> {
+        use std::os::unix::fs::PermissionsExt;
+        let found = list_files(abs, "")?;
+        let done: Vec<(ManifestEntry, Stamp, u64)> = found
             .into_par_iter()
-            .map(|(rel, path, meta)| {
-                use std::os::unix::fs::PermissionsExt;
-                let (hash, stamp) = self.hash_file_cached(&path, &meta)?;
-                let exec = meta.permissions().mode() & 0o111 != 0;
-                Ok((
-                    ManifestEntry {
-                        path: rel,
-                        hash,
-                        size: meta.len(),
-                        exec,
-                    },
-                    path,
-                    stamp,
-                ))
+            .map(|f| {
+                let meta = f.metadata()?;
+                let (hash, stamp) = self.hash_file_cached(&f.abs, &meta)?;
+                let new = match store {
+                    Some(order) => self.ingest_one(&f.abs, &hash, &stamp, order)?,
+                    None => 0,
+                };
+                let entry = ManifestEntry {
+                    path: f.rel,
+                    hash,
+                    size: meta.len(),
+                    exec: meta.permissions().mode() & 0o111 != 0,
+                };
+                Ok((entry, stamp, new))
             })
             .collect::<Result<_>>()?;
-        let mut entries = Vec::with_capacity(hashed.len());
-        let mut stamps = Vec::with_capacity(hashed.len());
-        for (e, p, s) in hashed {
+        let mut entries = Vec::with_capacity(done.len());
+        let mut stamps = Vec::with_capacity(done.len());
+        let mut new_objects = 0;
+        for (e, stamp, new) in done {
+            stamps.push((e.hash, stamp));
             entries.push(e);
-            stamps.push((p, s));
+            new_objects += new;
         }
-        Ok((Manifest::new(entries)?, stamps))
+        Ok(DirScan {
+            manifest: Manifest::new(entries)?,
+            stamps,
+            new_objects,
+        })
     }
 
     /// The object a workspace file or directory hashes to now. Uses the hash cache, so an
@@ -371,7 +339,7 @@ impl Repo {
         let abs = self.resolve(path)?;
         let meta = std::fs::metadata(&abs).map_err(|e| not_found_or_io(path, e))?;
         if meta.is_dir() {
-            let (m, _) = self.hash_dir(&abs)?;
+            let m = self.hash_dir(&abs, None)?.manifest;
             Ok(Object {
                 hash: m.hash(),
                 size: m.total_size(),
@@ -400,13 +368,11 @@ impl Repo {
         let meta = std::fs::metadata(abs).map_err(|e| not_found_or_io(shown, e))?;
         let order = &self.config.link;
         if meta.is_dir() {
-            let (manifest, stamps) = self.hash_dir(abs)?;
-            let new: u64 = manifest
-                .entries
-                .par_iter()
-                .zip(stamps.par_iter())
-                .map(|(e, (p, s))| self.ingest_one(p, &e.hash, s, order))
-                .try_reduce(|| 0, |a, b| Ok(a + b))?;
+            let DirScan {
+                manifest,
+                new_objects: new,
+                ..
+            } = self.hash_dir(abs, Some(order))?;
             let bytes = manifest.to_bytes();
             let had = self.cache.contains(&manifest.hash());
             let hash = self.cache.insert_bytes(&bytes)?;
@@ -615,6 +581,11 @@ impl Repo {
 
     fn status_of(&self, t: &Tracked) -> Result<Option<PathStatus>> {
         let mut changes = BTreeSet::new();
+        // Workspace files just found to hash to an object, by hash: a hard-linked one *is* its
+        // object, which then needs no stat of its own.
+        let mut linked: HashMap<Hash, Stamp> = HashMap::new();
+        // The folder's manifest when the folder is unchanged: no need to read the cached copy.
+        let mut unchanged_manifest = None;
         match std::fs::metadata(&t.payload) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 changes.insert(Change::Missing);
@@ -622,29 +593,48 @@ impl Repo {
             Err(e) => return Err(Error::io(&t.payload, e)),
             Ok(meta) => {
                 let now = if meta.is_dir() {
-                    self.hash_dir(&t.payload)?.0.hash()
+                    let scan = self.hash_dir(&t.payload, None)?;
+                    let hash = scan.manifest.hash();
+                    linked.extend(scan.stamps);
+                    if hash == t.pointer.hash {
+                        unchanged_manifest = Some(scan.manifest);
+                    }
+                    hash
                 } else {
-                    self.hash_file_cached(&t.payload, &meta)?.0
+                    let (hash, stamp) = self.hash_file_cached(&t.payload, &meta)?;
+                    linked.insert(hash, stamp);
+                    hash
                 };
                 if now != t.pointer.hash {
                     changes.insert(Change::Modified);
                 }
             }
         }
-        match self.objects_of(t) {
+        let objects = match unchanged_manifest {
+            Some(m) => Ok(std::iter::once(t.pointer.hash)
+                .chain(m.entries.iter().map(|e| e.hash))
+                .collect::<Vec<_>>()),
+            None => self
+                .objects_of(t)
+                .map(|v| v.into_iter().map(|(h, _)| h).collect()),
+        };
+        match objects {
             Ok(objects) => {
-                let found: Vec<Option<Change>> = objects
-                    .par_iter()
-                    .map(
-                        |(hash, _)| match self.cache.verify(hash, &self.stats, &t.payload) {
-                            Ok(()) => Ok(None),
-                            Err(Error::MissingObject { .. }) => Ok(Some(Change::NotInCache)),
-                            Err(Error::Corrupt { .. }) => Ok(Some(Change::Corrupt)),
-                            Err(e) => Err(e),
-                        },
-                    )
-                    .collect::<Result<_>>()?;
-                changes.extend(found.into_iter().flatten());
+                for r in self
+                    .cache
+                    .verify_many(&objects, &linked, &self.stats, &t.payload)
+                {
+                    match r {
+                        Ok(()) => {}
+                        Err(Error::MissingObject { .. }) => {
+                            changes.insert(Change::NotInCache);
+                        }
+                        Err(Error::Corrupt { .. }) => {
+                            changes.insert(Change::Corrupt);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
             }
             Err(Error::MissingObject { .. }) => {
                 changes.insert(Change::NotInCache);
@@ -928,6 +918,89 @@ impl Drop for Repo {
             tracing::warn!(error = %e, "could not save the hash cache");
         }
     }
+}
+
+/// What hashing a tracked folder found.
+struct DirScan {
+    /// The folder's manifest as it is now.
+    manifest: Manifest,
+    /// For each entry (manifest order), its hash and the stamp of the workspace file.
+    stamps: Vec<(Hash, Stamp)>,
+    /// Objects that were new to the cache (when storing).
+    new_objects: u64,
+}
+
+/// A regular file, or a symbolic link to one, under a tracked folder.
+struct FoundFile {
+    /// Path relative to the folder, `/`-separated.
+    rel: String,
+    /// Absolute path.
+    abs: PathBuf,
+    /// The directory entry is a symbolic link (followed; it must end at a file).
+    link: bool,
+}
+
+impl FoundFile {
+    /// The file's metadata (through the link for a symbolic link).
+    fn metadata(&self) -> Result<std::fs::Metadata> {
+        if !self.link {
+            return std::fs::symlink_metadata(&self.abs).at(&self.abs);
+        }
+        match std::fs::metadata(&self.abs) {
+            Ok(m) if m.is_file() => Ok(m),
+            Ok(_) => Err(Error::BadPath {
+                path: self.abs.clone(),
+                reason: "is a link to a folder; mlops tracks files, link targets are not followed into folders".to_owned(),
+            }),
+            Err(e) => Err(Error::io(&self.abs, e)),
+        }
+    }
+}
+
+/// Every file under `dir` (recursively, links not followed into folders), sorted by relative
+/// path bytes, which is manifest order (`a-c` before `a/b`). Sub-folders are listed in
+/// parallel; entry types come from the directory listing, so nothing is stat-ed here.
+fn list_files(dir: &Path, prefix: &str) -> Result<Vec<FoundFile>> {
+    let mut files = list_files_unsorted(dir, prefix)?;
+    files.par_sort_unstable_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
+    Ok(files)
+}
+
+fn list_files_unsorted(dir: &Path, prefix: &str) -> Result<Vec<FoundFile>> {
+    let mut files = Vec::new();
+    let mut folders = Vec::new();
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let path = entry.path();
+        let kind = entry.file_type().at(&path)?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            return Err(Error::BadPath {
+                path,
+                reason: "has a name that is not valid UTF-8".to_owned(),
+            });
+        };
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        if kind.is_dir() {
+            folders.push((path, rel));
+        } else if kind.is_file() || kind.is_symlink() {
+            files.push(FoundFile {
+                rel,
+                abs: path,
+                link: kind.is_symlink(),
+            });
+        }
+        // Sockets, fifos and devices are not data.
+    }
+    let nested: Vec<Vec<FoundFile>> = folders
+        .into_par_iter()
+        .map(|(path, rel)| list_files_unsorted(&path, &rel))
+        .collect::<Result<_>>()?;
+    files.extend(nested.into_iter().flatten());
+    Ok(files)
 }
 
 /// Every `blake3:<64 hex>` in `text`.

@@ -5,10 +5,12 @@
 //! `<64 hex> <size> <mtime ns> <inode> <absolute path>`. Malformed lines are ignored:
 //! the file is a cache, and losing an entry only costs a re-hash.
 
-use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+
+use rustc_hash::FxHashMap;
 
 use crate::error::Result;
 use crate::fsutil::write_atomic_unsynced;
@@ -38,35 +40,60 @@ impl Stamp {
 }
 
 /// The in-memory hash cache, loaded once per command and saved when it changed.
+///
+/// Keys are the paths' bytes in a hash map with a fast non-cryptographic hasher: a `status` on
+/// 20,000 files looks up 40,000 paths, and `Path`'s own `Hash` walks components one by one.
+/// The file is parsed on a thread of its own from [`StatCache::load`] on, so that parsing
+/// overlaps with whatever the command does before its first lookup (listing folders).
 #[derive(Debug, Default)]
 pub struct StatCache {
     file: PathBuf,
-    entries: HashMap<PathBuf, (Stamp, Hash)>,
+    entries: OnceLock<Entries>,
+    loading: Mutex<Option<std::thread::JoinHandle<Entries>>>,
     added: Mutex<Vec<(PathBuf, Stamp, Hash)>>,
 }
 
+type Entries = FxHashMap<Box<[u8]>, (Stamp, Hash)>;
+
 impl StatCache {
-    /// Loads the cache stored at `file` (empty when it does not exist or cannot be read).
+    /// Starts loading the cache stored at `file` (empty when it does not exist or cannot be
+    /// read); the first lookup waits for it.
     pub fn load(file: &Path) -> Self {
-        let mut entries = HashMap::new();
-        if let Ok(text) = std::fs::read_to_string(file) {
-            entries.reserve(text.len() / 120);
-            for line in text.lines() {
-                if let Some((path, stamp, hash)) = parse_line(line) {
-                    entries.insert(path, (stamp, hash));
+        let cache = Self {
+            file: file.to_owned(),
+            ..Self::default()
+        };
+        let path = file.to_owned();
+        match std::thread::Builder::new()
+            .name("mlops-hash-cache".to_owned())
+            .spawn(move || read_entries(&path))
+        {
+            Ok(handle) => {
+                if let Ok(mut slot) = cache.loading.lock() {
+                    *slot = Some(handle);
                 }
             }
+            Err(_) => {
+                let _ = cache.entries.set(read_entries(file));
+            }
         }
-        Self {
-            file: file.to_owned(),
-            entries,
-            added: Mutex::new(Vec::new()),
-        }
+        cache
+    }
+
+    fn entries(&self) -> &Entries {
+        self.entries.get_or_init(|| {
+            let handle = match self.loading.lock() {
+                Ok(mut slot) => slot.take(),
+                Err(p) => p.into_inner().take(),
+            };
+            // A parser thread that panicked leaves an empty cache: it only costs re-hashing.
+            handle.and_then(|h| h.join().ok()).unwrap_or_default()
+        })
     }
 
     /// The recorded hash of `path` if its stamp still matches.
     pub fn get(&self, path: &Path, stamp: &Stamp) -> Option<Hash> {
-        match self.entries.get(path) {
+        match self.entries().get(path.as_os_str().as_bytes()) {
             Some((s, h)) if s == stamp => Some(*h),
             _ => None,
         }
@@ -92,42 +119,47 @@ impl StatCache {
         if added.is_empty() {
             return Ok(());
         }
-        let mut merged: HashMap<&Path, (Stamp, Hash)> = self
-            .entries
-            .iter()
-            .map(|(p, v)| (p.as_path(), *v))
-            .collect();
+        let mut merged: FxHashMap<&[u8], (Stamp, Hash)> =
+            self.entries().iter().map(|(p, v)| (&**p, *v)).collect();
         for (p, s, h) in &added {
-            merged.insert(p.as_path(), (*s, *h));
+            merged.insert(p.as_os_str().as_bytes(), (*s, *h));
         }
-        let mut out = String::with_capacity(merged.len() * 130);
+        let mut out = Vec::with_capacity(merged.len() * 130);
+        let mut hex = [0u8; 64];
         for (path, (s, h)) in &merged {
-            let Some(p) = path.to_str() else { continue };
-            if p.contains('\n') {
+            if path.contains(&b'\n') || path.is_empty() {
                 continue;
             }
-            out.push_str(&format!(
-                "{} {} {} {} {}\n",
-                h.to_hex(),
-                s.size,
-                s.mtime_ns,
-                s.inode,
-                p
-            ));
+            out.extend_from_slice(h.hex_into(&mut hex));
+            out.extend_from_slice(format!(" {} {} {} ", s.size, s.mtime_ns, s.inode).as_bytes());
+            out.extend_from_slice(path);
+            out.push(b'\n');
         }
-        write_atomic_unsynced(&self.file, out.as_bytes())
+        write_atomic_unsynced(&self.file, &out)
     }
 }
 
-fn parse_line(line: &str) -> Option<(PathBuf, Stamp, Hash)> {
-    let mut parts = line.splitn(5, ' ');
-    let hex = parts.next()?;
-    let mut bytes = [0u8; 32];
-    hex::decode_to_slice(hex, &mut bytes).ok()?;
-    let size = parts.next()?.parse().ok()?;
-    let mtime_ns = parts.next()?.parse().ok()?;
-    let inode = parts.next()?.parse().ok()?;
-    let path = PathBuf::from(parts.next()?);
+fn read_entries(file: &Path) -> Entries {
+    let mut entries = Entries::default();
+    if let Ok(bytes) = std::fs::read(file) {
+        entries.reserve(bytes.len() / 120);
+        for line in bytes.split(|b| *b == b'\n') {
+            if let Some((path, stamp, hash)) = parse_line(line) {
+                entries.insert(Box::from(path), (stamp, hash));
+            }
+        }
+    }
+    entries
+}
+
+/// One line: `<64 hex> <size> <mtime ns> <inode> <path bytes>`.
+fn parse_line(line: &[u8]) -> Option<(&[u8], Stamp, Hash)> {
+    let mut parts = line.splitn(5, |b| *b == b' ');
+    let hash = parse_hex(parts.next()?)?;
+    let size = number(parts.next()?)?;
+    let mtime_ns = number(parts.next()?)?;
+    let inode = number(parts.next()?)?;
+    let path = parts.next().filter(|p| !p.is_empty())?;
     Some((
         path,
         Stamp {
@@ -135,8 +167,47 @@ fn parse_line(line: &str) -> Option<(PathBuf, Stamp, Hash)> {
             mtime_ns,
             inode,
         },
-        Hash::from_bytes(bytes),
+        hash,
     ))
+}
+
+/// 64 lowercase hex digits (what [`Hash::hex_into`] writes).
+fn parse_hex(field: &[u8]) -> Option<Hash> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    if field.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (out, pair) in bytes.iter_mut().zip(field.chunks_exact(2)) {
+        *out = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(Hash::from_bytes(bytes))
+}
+
+/// A decimal number, optionally negative (mtimes before 1970); `None` on anything else,
+/// including overflow.
+fn number<T: TryFrom<i128>>(field: &[u8]) -> Option<T> {
+    let (negative, digits) = match field {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, field),
+    };
+    if digits.is_empty() || digits.len() > 38 {
+        return None;
+    }
+    let mut n: i128 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(i128::from(c - b'0'))?;
+    }
+    T::try_from(if negative { -n } else { n }).ok()
 }
 
 #[cfg(test)]
@@ -181,13 +252,49 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("hashes");
         std::fs::write(&f, "nonsense\nzz 1 2 3 /p\n").unwrap();
-        assert!(StatCache::load(&f).entries.is_empty());
+        assert!(StatCache::load(&f).entries().is_empty());
     }
 
     proptest! {
         #[test]
-        fn parse_line_never_panics(s in "\\PC{0,200}") {
+        fn parse_line_never_panics(s in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = parse_line(&s);
+        }
+
+        #[test]
+        fn numbers_parse_like_the_standard_library(n in any::<i64>(), junk in "[^0-9]?") {
+            let text = n.to_string();
+            prop_assert_eq!(number::<i128>(text.as_bytes()), Some(i128::from(n)));
+            prop_assert_eq!(number::<u64>(text.as_bytes()), u64::try_from(n).ok());
+            let bad = format!("{text}{junk}");
+            prop_assert_eq!(number::<i128>(bad.as_bytes()), bad.parse::<i128>().ok().filter(|_| !bad.starts_with('+')));
+        }
+
+        #[test]
+        fn hex_parses_like_the_hex_crate(bytes in any::<[u8; 32]>(), cut in 0usize..64) {
+            let text = hex::encode(bytes);
+            prop_assert_eq!(parse_hex(text.as_bytes()), Some(Hash::from_bytes(bytes)));
+            prop_assert_eq!(parse_hex(&text.as_bytes()[..cut]), None);
+            let upper = text.to_uppercase();
+            prop_assert_eq!(parse_hex(upper.as_bytes()).is_some(), upper == text);
+        }
+
+        #[test]
+        fn any_recorded_path_survives_save_and_load(
+            name in proptest::collection::vec(any::<u8>().prop_filter("no NUL, slash or newline", |b| *b != 0 && *b != b'/' && *b != b'\n'), 1..40),
+            size in any::<u64>(),
+            mtime_ns in any::<i64>(),
+            inode in any::<u64>(),
+        ) {
+            use std::os::unix::ffi::OsStrExt;
+            let dir = tempfile::tempdir().unwrap();
+            let f = dir.path().join("hashes");
+            let path = dir.path().join(std::ffi::OsStr::from_bytes(&name));
+            let stamp = Stamp { size, mtime_ns: i128::from(mtime_ns), inode };
+            let c = StatCache::load(&f);
+            c.record(path.clone(), stamp, hash_bytes(&name));
+            c.save().unwrap();
+            prop_assert_eq!(StatCache::load(&f).get(&path, &stamp), Some(hash_bytes(&name)));
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use mlops_cas::{Error, InitOptions, Object, Repo, TransferOptions};
+use mlops_cas::{Error, InitOptions, Manifest, Object, Repo, TransferOptions};
 
 fn repo() -> (tempfile::TempDir, Repo) {
     let d = tempfile::tempdir().unwrap();
@@ -169,4 +169,82 @@ fn progress_reports_every_object_and_byte() {
     assert_eq!(last.objects_done, 20);
     assert_eq!(last.bytes_done, objects.iter().map(|(_, s)| s).sum::<u64>());
     assert_eq!(last.bytes_total, last.bytes_done);
+}
+
+/// Every object of an added folder holds the bytes its name says, also when the walk order
+/// (folder `a` entered before file `a-c`) differs from manifest order (`a-c` < `a/b` bytewise).
+/// An earlier version paired manifest entries with walk-order paths and linked `a/b` under the
+/// hash of `a-c`.
+#[test]
+fn added_folder_objects_match_their_names_whatever_the_walk_order() {
+    let (d, repo) = repo();
+    write(d.path(), "d/a/b", b"one");
+    write(d.path(), "d/a-c", b"two");
+    write(d.path(), "d/a.x/y/z", b"three");
+    write(d.path(), "d/a0", b"four");
+    repo.add(&[d.path().join("d")]).unwrap();
+    let pointer = std::fs::read_to_string(d.path().join("d.mlops")).unwrap();
+    let hash: mlops_cas::Hash = pointer
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("hash = \"")?
+                .strip_suffix('"')
+                .map(str::to_owned)
+        })
+        .unwrap()
+        .parse()
+        .unwrap();
+    let manifest =
+        Manifest::from_bytes(&std::fs::read(repo.cache().object_path(&hash)).unwrap()).unwrap();
+    assert_eq!(manifest.entries.len(), 4);
+    for e in &manifest.entries {
+        let object = repo.cache().object_path(&e.hash);
+        assert_eq!(mlops_cas::hash_file(&object).unwrap(), e.hash, "{}", e.path);
+        assert_eq!(
+            std::fs::read(&object).unwrap(),
+            std::fs::read(d.path().join("d").join(&e.path)).unwrap(),
+            "{}",
+            e.path
+        );
+    }
+    assert!(repo.status().unwrap().is_empty());
+}
+
+/// `status` on a large hard-linked folder lists cache shards instead of stat-ing each object;
+/// that shortcut must still see a missing object and an object replaced by other bytes.
+#[test]
+fn status_of_a_large_linked_folder_sees_missing_and_replaced_objects() {
+    let (d, repo) = repo();
+    for i in 0..3000 {
+        write(
+            d.path(),
+            &format!("big/{}/f{i}", i % 7),
+            format!("content {i}").as_bytes(),
+        );
+    }
+    repo.add(&[d.path().join("big")]).unwrap();
+    assert!(repo.status().unwrap().is_empty());
+
+    let reopen = || Repo::open(d.path()).unwrap();
+    assert!(
+        reopen().status().unwrap().is_empty(),
+        "fresh process, in sync"
+    );
+
+    // Remove one object from the cache: not in cache (the workspace still has the file).
+    let gone = mlops_cas::hash_bytes(b"content 17");
+    let gone_path = repo.cache().object_path(&gone);
+    std::fs::remove_file(&gone_path).unwrap();
+    let st = reopen().status().unwrap();
+    assert_eq!(st.len(), 1);
+    assert_eq!(st[0].changes, vec![mlops_cas::Change::NotInCache]);
+
+    // Put other bytes at that object's name (a different inode): corrupt, and quarantined.
+    std::fs::write(&gone_path, b"content 18").unwrap();
+    let st = reopen().status().unwrap();
+    assert_eq!(st[0].changes, vec![mlops_cas::Change::Corrupt]);
+    assert!(
+        !gone_path.exists(),
+        "a corrupt object is moved out of the way"
+    );
 }
