@@ -242,12 +242,15 @@ pub(crate) fn place(
 pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
     use std::sync::atomic::AtomicU64;
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // The process id, asked once: a push names 20,000 temporary files.
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let pid = *PID.get_or_init(std::process::id);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    parent_of(path).join(format!(".{name}.tmp-{}-{n}", std::process::id()))
+    parent_of(path).join(format!(".{name}.tmp-{pid}-{n}"))
 }
 
 #[cfg(test)]

@@ -90,10 +90,9 @@ pub(crate) fn upload(
             let src = cache.object_path(hash);
             let dest = object_path(root, hash);
             let tmp = tmp_name(&dest);
-            // copy_file_range (or a reflink) under the hood; the mode (read-only) comes along.
-            if let Err(e) = std::fs::copy(&src, &tmp) {
+            if let Err(e) = copy_readonly(&src, &tmp) {
                 let _ = std::fs::remove_file(&tmp);
-                return Err(Error::io(&src, e));
+                return Err(e);
             }
             if let Err(e) = std::fs::rename(&tmp, &dest) {
                 let _ = std::fs::remove_file(&tmp);
@@ -159,6 +158,20 @@ pub(crate) fn download(
     })
 }
 
+/// Copies `src` to a new read-only file `tmp` (created with its final mode, so no `chmod`;
+/// `std::io::copy` between files uses `copy_file_range`, so the bytes stay in the kernel).
+fn copy_readonly(src: &Path, tmp: &Path) -> Result<()> {
+    let mut input = std::fs::File::open(src).at(src)?;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o444)
+        .open(tmp)
+        .at(tmp)?;
+    std::io::copy(&mut input, &mut out).at(tmp)?;
+    Ok(())
+}
+
 /// Copies `src` to a new read-only file `tmp`, returning the hash and length of what was copied.
 fn copy_verified(src: &Path, tmp: &Path) -> Result<(Hash, u64)> {
     let mut input = std::fs::File::open(src).at(src)?;
@@ -170,8 +183,17 @@ fn copy_verified(src: &Path, tmp: &Path) -> Result<(Hash, u64)> {
         .open(tmp)
         .at(tmp)?;
     if len < WHOLE_READ {
-        let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        input.read_to_end(&mut buf).at(src)?;
+        // Exactly the stat-ed length, then one read that must find the end (read_to_end would
+        // stat and seek again for its own size hint).
+        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        input.read_exact(&mut buf).at(src)?;
+        let mut probe = [0u8; 1];
+        if input.read(&mut probe).at(src)? != 0 {
+            return Err(Error::Invalid(format!(
+                "{} grew while it was being copied",
+                src.display()
+            )));
+        }
         let h = crate::hash::hash_bytes(&buf);
         out.write_all(&buf).at(tmp)?;
         return Ok((h, buf.len() as u64));

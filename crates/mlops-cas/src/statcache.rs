@@ -6,9 +6,11 @@
 //! the file is a cache, and losing an entry only costs a re-hash.
 
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock, RwLock};
 
 use rustc_hash::FxHashMap;
 
@@ -50,7 +52,11 @@ pub struct StatCache {
     file: PathBuf,
     entries: OnceLock<Entries>,
     loading: Mutex<Option<std::thread::JoinHandle<Entries>>>,
-    added: Mutex<Vec<(PathBuf, Stamp, Hash)>>,
+    /// Recorded by this process: consulted first by [`StatCache::get`], so an object downloaded
+    /// and verified a moment ago is not hashed again when it is checked out.
+    added: RwLock<Entries>,
+    /// Something was recorded since the last save.
+    dirty: AtomicBool,
 }
 
 type Entries = FxHashMap<Box<[u8]>, (Stamp, Hash)>;
@@ -93,17 +99,25 @@ impl StatCache {
 
     /// The recorded hash of `path` if its stamp still matches.
     pub fn get(&self, path: &Path, stamp: &Stamp) -> Option<Hash> {
-        match self.entries().get(path.as_os_str().as_bytes()) {
-            Some((s, h)) if s == stamp => Some(*h),
+        let key = path.as_os_str().as_bytes();
+        let recent = match self.added.read() {
+            Ok(added) => added.get(key).copied(),
+            Err(p) => p.into_inner().get(key).copied(),
+        };
+        match recent.or_else(|| self.entries().get(key).copied()) {
+            Some((s, h)) if s == *stamp => Some(h),
             _ => None,
         }
     }
 
     /// Records a freshly computed hash (safe to call from many threads).
     pub fn record(&self, path: PathBuf, stamp: Stamp, hash: Hash) {
-        if let Ok(mut added) = self.added.lock() {
-            added.push((path, stamp, hash));
-        }
+        let key = path.into_os_string().into_vec().into_boxed_slice();
+        match self.added.write() {
+            Ok(mut added) => added.insert(key, (stamp, hash)),
+            Err(p) => p.into_inner().insert(key, (stamp, hash)),
+        };
+        self.dirty.store(true, Ordering::Relaxed);
     }
 
     /// Writes the cache back if anything was recorded. Entries for files that no longer exist are
@@ -112,17 +126,17 @@ impl StatCache {
     /// # Errors
     /// I/O errors writing the state file.
     pub fn save(&self) -> Result<()> {
-        let added = match self.added.lock() {
-            Ok(mut a) => std::mem::take(&mut *a),
-            Err(p) => std::mem::take(&mut *p.into_inner()),
-        };
-        if added.is_empty() {
+        if !self.dirty.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
+        let added = match self.added.read() {
+            Ok(a) => a,
+            Err(p) => p.into_inner(),
+        };
         let mut merged: FxHashMap<&[u8], (Stamp, Hash)> =
             self.entries().iter().map(|(p, v)| (&**p, *v)).collect();
-        for (p, s, h) in &added {
-            merged.insert(p.as_os_str().as_bytes(), (*s, *h));
+        for (p, v) in added.iter() {
+            merged.insert(p, *v);
         }
         let mut out = Vec::with_capacity(merged.len() * 130);
         let mut hex = [0u8; 64];
@@ -215,6 +229,34 @@ mod tests {
     use super::*;
     use crate::hash::hash_bytes;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_recorded_hash_is_seen_at_once_and_newer_than_the_loaded_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hashes");
+        let stamp = Stamp {
+            size: 1,
+            mtime_ns: 5,
+            inode: 7,
+        };
+        let c = StatCache::load(&f);
+        c.record("/p".into(), stamp, hash_bytes(b"old"));
+        c.save().unwrap();
+        let c = StatCache::load(&f);
+        assert_eq!(c.get(Path::new("/p"), &stamp), Some(hash_bytes(b"old")));
+        c.record("/p".into(), stamp, hash_bytes(b"new"));
+        c.record("/q".into(), stamp, hash_bytes(b"q"));
+        assert_eq!(c.get(Path::new("/p"), &stamp), Some(hash_bytes(b"new")));
+        c.save().unwrap();
+        // Still there after a save, and a later record is saved too.
+        assert_eq!(c.get(Path::new("/q"), &stamp), Some(hash_bytes(b"q")));
+        c.record("/r".into(), stamp, hash_bytes(b"r"));
+        c.save().unwrap();
+        let c = StatCache::load(&f);
+        for (p, h) in [("/p", "new"), ("/q", "q"), ("/r", "r")] {
+            assert_eq!(c.get(Path::new(p), &stamp), Some(hash_bytes(h.as_bytes())));
+        }
+    }
 
     #[test]
     fn save_load_roundtrip_and_stamp_mismatch() {
