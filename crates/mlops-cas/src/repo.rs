@@ -769,6 +769,8 @@ impl Repo {
         for (_, p, m) in &extra {
             self.guard_unsaved(p, m, force)?;
         }
+        // A folder that is not there at all has no file to compare or guard: skip a stat per file.
+        let fresh = matches!(std::fs::symlink_metadata(&t.payload), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
         // Folders first, once each, so the per-file work is one link (or copy) and one rename.
         let mut dirs: Vec<PathBuf> = manifest
             .entries
@@ -790,21 +792,22 @@ impl Repo {
             .zip(stamps.par_iter())
             .map(|(e, object_stamp)| {
                 let dest = Manifest::join(&t.payload, e);
-                let exists = match std::fs::symlink_metadata(&dest) {
-                    Ok(meta) => {
-                        if meta.is_file() && self.hash_file_cached(&dest, &meta)?.0 == e.hash {
-                            return Ok(0);
+                let exists = !fresh
+                    && match std::fs::symlink_metadata(&dest) {
+                        Ok(meta) => {
+                            if meta.is_file() && self.hash_file_cached(&dest, &meta)?.0 == e.hash {
+                                return Ok(0);
+                            }
+                            self.guard_unsaved(&dest, &meta, force)?;
+                            if meta.is_dir() {
+                                std::fs::remove_dir_all(&dest).at(&dest)?;
+                                false
+                            } else {
+                                true
+                            }
                         }
-                        self.guard_unsaved(&dest, &meta, force)?;
-                        if meta.is_dir() {
-                            std::fs::remove_dir_all(&dest).at(&dest)?;
-                            false
-                        } else {
-                            true
-                        }
-                    }
-                    Err(_) => false,
-                };
+                        Err(_) => false,
+                    };
                 let kind = fsutil::place(
                     &self.cache.object_path(&e.hash),
                     &dest,
