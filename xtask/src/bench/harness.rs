@@ -208,10 +208,17 @@ pub(crate) struct Row {
 
 impl Row {
     /// peer median / mlops median.
+    /// `/usr/bin/time` reports 10 ms steps, so an mlops median of 0 is counted as 10 ms: the
+    /// ratio is then a lower bound (rendered with `>=`).
     pub(crate) fn ratio(&self) -> Option<f64> {
         let theirs = self.theirs?;
-        let ours = self.ours.median.as_secs_f64().max(1e-6);
+        let ours = self.ours.median.max(TIME_RESOLUTION).as_secs_f64();
         Some(theirs.median.as_secs_f64() / ours)
+    }
+
+    /// The mlops median is below what `/usr/bin/time` can measure.
+    fn below_resolution(&self) -> bool {
+        self.ours.median < TIME_RESOLUTION
     }
 }
 
@@ -235,9 +242,10 @@ impl Report {
                 || ("not installed".to_owned(), "-".to_owned()),
                 |t| (secs(t.median), mib(t.max_rss_kib)),
             );
+            let bound = if r.below_resolution() { ">= " } else { "" };
             let ratio = r
                 .ratio()
-                .map_or_else(|| "-".to_owned(), |x| format!("{x:.1}x"));
+                .map_or_else(|| "-".to_owned(), |x| format!("{bound}{x:.1}x"));
             let goal = r.goal.map_or_else(|| "-".to_owned(), |g| format!("{g}x"));
             let met = match (r.ratio(), r.goal) {
                 (Some(x), Some(g)) if x >= g => "yes",
@@ -247,7 +255,11 @@ impl Report {
             s.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 r.workload,
-                secs(r.ours.median),
+                if r.below_resolution() {
+                    "< 10 ms".to_owned()
+                } else {
+                    secs(r.ours.median)
+                },
                 mib(r.ours.max_rss_kib),
                 r.peer,
                 pm,
@@ -263,6 +275,9 @@ impl Report {
         s
     }
 }
+
+/// The step of `/usr/bin/time`'s elapsed time.
+const TIME_RESOLUTION: Duration = Duration::from_millis(10);
 
 fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
@@ -286,4 +301,48 @@ pub(crate) fn version_of(program: &Path) -> String {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.lines().next().map(str::to_owned))
         .unwrap_or_else(|| "unknown version".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(ours_ms: u64, theirs_ms: u64) -> Row {
+        let m = |ms| Measurement {
+            median: Duration::from_millis(ms),
+            max_rss_kib: 1024,
+            runs: 3,
+        };
+        Row {
+            workload: "w".to_owned(),
+            peer: "p".to_owned(),
+            ours: m(ours_ms),
+            theirs: Some(m(theirs_ms)),
+            goal: Some(20.0),
+        }
+    }
+
+    #[test]
+    fn a_median_below_the_timer_step_gives_a_lower_bound_not_a_huge_ratio() {
+        let r = row(0, 960);
+        assert_eq!(r.ratio(), Some(96.0));
+        let table = Report {
+            rows: vec![r],
+            notes: Vec::new(),
+        }
+        .render("x");
+        assert!(table.contains("| < 10 ms |"), "{table}");
+        assert!(table.contains("| >= 96.0x | 20x | yes |"), "{table}");
+    }
+
+    #[test]
+    fn a_measurable_median_gives_the_plain_ratio() {
+        let table = Report {
+            rows: vec![row(100, 1190)],
+            notes: Vec::new(),
+        }
+        .render("x");
+        assert!(table.contains("| 100 ms |"), "{table}");
+        assert!(table.contains("| 11.9x | 20x | NO |"), "{table}");
+    }
 }
