@@ -161,27 +161,27 @@ pub(crate) fn download(
 /// Copies `src` to a new read-only file `tmp` (created with its final mode, so no `chmod`;
 /// `std::io::copy` between files uses `copy_file_range`, so the bytes stay in the kernel).
 fn copy_readonly(src: &Path, tmp: &Path) -> Result<()> {
-    let mut input = std::fs::File::open(src).at(src)?;
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o444)
-        .open(tmp)
-        .at(tmp)?;
+    let (mut input, mut out) = open_pair(src, tmp)?;
     std::io::copy(&mut input, &mut out).at(tmp)?;
     Ok(())
 }
 
-/// Copies `src` to a new read-only file `tmp`, returning the hash and length of what was copied.
-fn copy_verified(src: &Path, tmp: &Path) -> Result<(Hash, u64)> {
-    let mut input = std::fs::File::open(src).at(src)?;
-    let len = input.metadata().at(src)?.len();
-    let mut out = std::fs::OpenOptions::new()
+/// `src` opened for reading and `tmp` created (it must not exist) read-only for writing.
+fn open_pair(src: &Path, tmp: &Path) -> Result<(std::fs::File, std::fs::File)> {
+    let input = std::fs::File::open(src).at(src)?;
+    let out = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o444)
         .open(tmp)
         .at(tmp)?;
+    Ok((input, out))
+}
+
+/// Copies `src` to a new read-only file `tmp`, returning the hash and length of what was copied.
+fn copy_verified(src: &Path, tmp: &Path) -> Result<(Hash, u64)> {
+    let (mut input, mut out) = open_pair(src, tmp)?;
+    let len = input.metadata().at(src)?.len();
     if len < WHOLE_READ {
         // Exactly the stat-ed length, then one read that must find the end (read_to_end would
         // stat and seek again for its own size hint).
