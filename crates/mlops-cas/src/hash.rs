@@ -46,6 +46,26 @@ impl Hash {
         out
     }
 
+    /// The hash written as exactly 64 lowercase hex digits (what [`Hash::hex_into`] writes);
+    /// `None` for anything else.
+    pub fn from_hex(digits: &[u8]) -> Option<Self> {
+        fn value(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            }
+        }
+        if digits.len() != 64 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (out, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+            *out = value(pair[0])? << 4 | value(pair[1])?;
+        }
+        Some(Self(bytes))
+    }
+
     /// The first 8 hex digits, for people.
     pub fn short(&self) -> String {
         hex::encode(&self.0[..4])
@@ -80,19 +100,11 @@ impl FromStr for Hash {
                 "hash `{s}` must start with `blake3:` followed by 64 hex digits"
             ))
         })?;
-        if hexpart.len() != 64
-            || !hexpart
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(Error::Invalid(format!(
+        Self::from_hex(hexpart.as_bytes()).ok_or_else(|| {
+            Error::Invalid(format!(
                 "hash `{s}` must be `blake3:` followed by 64 lowercase hex digits"
-            )));
-        }
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(hexpart, &mut bytes)
-            .map_err(|e| Error::Invalid(format!("hash `{s}`: {e}")))?;
-        Ok(Self(bytes))
+            ))
+        })
     }
 }
 
@@ -300,6 +312,15 @@ mod tests {
         #[test]
         fn hex_matches_the_hex_crate(bytes in any::<[u8; 32]>()) {
             prop_assert_eq!(Hash::from_bytes(bytes).to_hex(), hex::encode(bytes));
+        }
+
+        #[test]
+        fn from_hex_parses_like_the_hex_crate(bytes in any::<[u8; 32]>(), cut in 0usize..64) {
+            let text = hex::encode(bytes);
+            prop_assert_eq!(Hash::from_hex(text.as_bytes()), Some(Hash::from_bytes(bytes)));
+            prop_assert_eq!(Hash::from_hex(&text.as_bytes()[..cut]), None);
+            let upper = text.to_uppercase();
+            prop_assert_eq!(Hash::from_hex(upper.as_bytes()).is_some(), upper == text);
         }
 
         #[test]

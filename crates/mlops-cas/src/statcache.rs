@@ -169,7 +169,7 @@ fn read_entries(file: &Path) -> Entries {
 /// One line: `<64 hex> <size> <mtime ns> <inode> <path bytes>`.
 fn parse_line(line: &[u8]) -> Option<(&[u8], Stamp, Hash)> {
     let mut parts = line.splitn(5, |b| *b == b' ');
-    let hash = parse_hex(parts.next()?)?;
+    let hash = Hash::from_hex(parts.next()?)?;
     let size = number(parts.next()?)?;
     let mtime_ns = number(parts.next()?)?;
     let inode = number(parts.next()?)?;
@@ -183,25 +183,6 @@ fn parse_line(line: &[u8]) -> Option<(&[u8], Stamp, Hash)> {
         },
         hash,
     ))
-}
-
-/// 64 lowercase hex digits (what [`Hash::hex_into`] writes).
-fn parse_hex(field: &[u8]) -> Option<Hash> {
-    fn digit(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        }
-    }
-    if field.len() != 64 {
-        return None;
-    }
-    let mut bytes = [0u8; 32];
-    for (out, pair) in bytes.iter_mut().zip(field.chunks_exact(2)) {
-        *out = digit(pair[0])? << 4 | digit(pair[1])?;
-    }
-    Some(Hash::from_bytes(bytes))
 }
 
 /// A decimal number, optionally negative (mtimes before 1970); `None` on anything else,
@@ -310,15 +291,6 @@ mod tests {
             prop_assert_eq!(number::<u64>(text.as_bytes()), u64::try_from(n).ok());
             let bad = format!("{text}{junk}");
             prop_assert_eq!(number::<i128>(bad.as_bytes()), bad.parse::<i128>().ok().filter(|_| !bad.starts_with('+')));
-        }
-
-        #[test]
-        fn hex_parses_like_the_hex_crate(bytes in any::<[u8; 32]>(), cut in 0usize..64) {
-            let text = hex::encode(bytes);
-            prop_assert_eq!(parse_hex(text.as_bytes()), Some(Hash::from_bytes(bytes)));
-            prop_assert_eq!(parse_hex(&text.as_bytes()[..cut]), None);
-            let upper = text.to_uppercase();
-            prop_assert_eq!(parse_hex(upper.as_bytes()).is_some(), upper == text);
         }
 
         #[test]
