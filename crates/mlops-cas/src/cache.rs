@@ -8,16 +8,20 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirEntryExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, LinkKind};
 use crate::hash::{Hash, hash_file_sized};
 use crate::statcache::{Stamp, StatCache};
+use crate::walk::{At, stamp_of};
 
 /// An object's file name in its shard folder: the last 62 hex digits.
 fn object_name(hash: &Hash) -> OsString {
@@ -33,7 +37,9 @@ pub(crate) const TMP_DIR: &str = "tmp";
 pub struct Cache {
     root: PathBuf,
     /// Which `blake3/<2 hex>` folders this process has already made sure exist.
-    shards_made: std::sync::Arc<[std::sync::atomic::AtomicBool; 256]>,
+    shards_made: Arc<[std::sync::atomic::AtomicBool; 256]>,
+    /// The shard folders this process has opened, for `*at` calls ([`Cache::ingest_at`]).
+    shard_dirs: Arc<[OnceLock<OwnedFd>; 256]>,
 }
 
 /// How an object came to be in the cache.
@@ -55,9 +61,8 @@ impl Cache {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
-            shards_made: std::sync::Arc::new(
-                [const { std::sync::atomic::AtomicBool::new(false) }; 256],
-            ),
+            shards_made: Arc::new([const { std::sync::atomic::AtomicBool::new(false) }; 256]),
+            shard_dirs: Arc::new([const { OnceLock::new() }; 256]),
         }
     }
 
@@ -116,7 +121,7 @@ impl Cache {
         // Hard links are atomic and land at the final name directly (EEXIST = already there);
         // other kinds go through a temporary name so a crash never leaves a partial object.
         let kind = if fsutil::first_usable(order) == Some(LinkKind::Hardlink) {
-            match std::fs::hard_link(src, &dest) {
+            match fsutil::hard_link_following(src, &dest) {
                 Ok(()) => LinkKind::Hardlink,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     return Ok(Ingest::Present);
@@ -151,6 +156,85 @@ impl Cache {
             kind,
             stamp: object_stamp,
         })
+    }
+
+    /// [`Cache::ingest`] for a workspace file named relative to its open folder. When hard links
+    /// come first in `order` (once reflinks are known not to work here), that is one `linkat`
+    /// between the open folder and the open shard folder and one `stat` of the new object, with
+    /// no path walked; anything else goes through [`Cache::ingest`] with `shown`, the file's
+    /// path. `link` says the workspace entry is a symbolic link: its target is what is linked.
+    ///
+    /// # Errors
+    /// As [`Cache::ingest`].
+    pub(crate) fn ingest_at(
+        &self,
+        src: At<'_>,
+        link: bool,
+        shown: &Path,
+        hash: &Hash,
+        stamp: &Stamp,
+        order: &[LinkKind],
+    ) -> Result<Ingest> {
+        if fsutil::first_usable(order) != Some(LinkKind::Hardlink) {
+            return self.ingest(shown, hash, stamp, order);
+        }
+        let shard = self.shard_dir(hash)?;
+        let mut hex = [0u8; 64];
+        let name = &hash.hex_into(&mut hex)[2..];
+        let follow = if link {
+            AtFlags::SYMLINK_FOLLOW
+        } else {
+            AtFlags::empty()
+        };
+        match rustix::fs::linkat(src.dir, src.name, shard, name, follow) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::EXIST) => return Ok(Ingest::Present),
+            Err(e) => {
+                fsutil::note_link_failure(LinkKind::Hardlink, &e.into());
+                return self.ingest(shown, hash, stamp, order);
+            }
+        }
+        // The object is the workspace file itself: it must be the very inode that was hashed,
+        // unchanged since.
+        let dest = || self.object_path(hash);
+        let st = rustix::fs::statat(shard, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| Error::io(dest(), e.into()))?;
+        let now = stamp_of(&st);
+        if now != *stamp {
+            let _ = rustix::fs::unlinkat(shard, name, AtFlags::empty());
+            return Err(Error::Invalid(format!(
+                "{} changed while it was being added; add it again",
+                shown.display()
+            )));
+        }
+        if st.st_mode & 0o222 != 0 {
+            let mode = Mode::from_raw_mode(st.st_mode & 0o7555);
+            rustix::fs::chmodat(shard, name, mode, AtFlags::empty())
+                .map_err(|e| Error::io(dest(), e.into()))?;
+        }
+        Ok(Ingest::Added {
+            kind: LinkKind::Hardlink,
+            stamp: now,
+        })
+    }
+
+    /// The open shard folder of `hash`, created and opened once per process.
+    fn shard_dir(&self, hash: &Hash) -> Result<BorrowedFd<'_>> {
+        let slot = &self.shard_dirs[usize::from(hash.as_bytes()[0])];
+        if let Some(fd) = slot.get() {
+            return Ok(fd.as_fd());
+        }
+        self.ensure_shard(hash)?;
+        let dir = self.shard_path(hash);
+        let fd = rustix::fs::openat(
+            rustix::fs::CWD,
+            &dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(&dir, e.into()))?;
+        // Another thread may have opened it meanwhile: theirs is kept, this one closed.
+        Ok(slot.get_or_init(|| fd).as_fd())
     }
 
     /// Creates the shard folder of `hash` once per process (cheap after the first call).

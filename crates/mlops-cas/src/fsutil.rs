@@ -106,6 +106,17 @@ static REFLINK_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 /// The same for hard links (cache and workspace on different file systems).
 static HARDLINK_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 
+/// Remembers that `kind` is unsupported here when `e` says so (see [`first_usable`]).
+pub(crate) fn note_link_failure(kind: LinkKind, e: &std::io::Error) {
+    if is_unsupported(e) {
+        match kind {
+            LinkKind::Reflink => REFLINK_UNSUPPORTED.store(true, Ordering::Relaxed),
+            LinkKind::Hardlink => HARDLINK_UNSUPPORTED.store(true, Ordering::Relaxed),
+            LinkKind::Copy => {}
+        }
+    }
+}
+
 /// The first kind in `order` not yet known to be unsupported on this machine.
 pub(crate) fn first_usable(order: &[LinkKind]) -> Option<LinkKind> {
     order.iter().copied().find(|k| match k {
@@ -127,7 +138,7 @@ pub(crate) fn link_or_copy(src: &Path, dest: &Path, order: &[LinkKind]) -> Resul
             LinkKind::Reflink if REFLINK_UNSUPPORTED.load(Ordering::Relaxed) => continue,
             LinkKind::Hardlink if HARDLINK_UNSUPPORTED.load(Ordering::Relaxed) => continue,
             LinkKind::Reflink => reflink_copy::reflink(src, dest),
-            LinkKind::Hardlink => std::fs::hard_link(src, dest),
+            LinkKind::Hardlink => hard_link_following(src, dest),
             LinkKind::Copy => copy_writable(src, dest),
         };
         match attempt {
@@ -136,13 +147,7 @@ pub(crate) fn link_or_copy(src: &Path, dest: &Path, order: &[LinkKind]) -> Resul
                 return Err(Error::io(dest, e));
             }
             Err(e) => {
-                if is_unsupported(&e) {
-                    match kind {
-                        LinkKind::Reflink => REFLINK_UNSUPPORTED.store(true, Ordering::Relaxed),
-                        LinkKind::Hardlink => HARDLINK_UNSUPPORTED.store(true, Ordering::Relaxed),
-                        LinkKind::Copy => {}
-                    }
-                }
+                note_link_failure(*kind, &e);
                 tracing::trace!(?kind, dest = %dest.display(), error = %e, "link attempt failed");
                 last = Some(e);
             }
@@ -154,6 +159,19 @@ pub(crate) fn link_or_copy(src: &Path, dest: &Path, order: &[LinkKind]) -> Resul
             std::io::Error::other("no link kind configured (cache.link is empty)")
         }),
     ))
+}
+
+/// A hard link at `dest` to the file `src` names, following `src` if it is a symbolic link
+/// (`std::fs::hard_link` links the link itself on Linux).
+pub(crate) fn hard_link_following(src: &Path, dest: &Path) -> std::io::Result<()> {
+    use rustix::fs::{AtFlags, CWD};
+    Ok(rustix::fs::linkat(
+        CWD,
+        src,
+        CWD,
+        dest,
+        AtFlags::SYMLINK_FOLLOW,
+    )?)
 }
 
 fn is_unsupported(e: &std::io::Error) -> bool {

@@ -36,6 +36,7 @@ mod repo;
 mod statcache;
 mod sync;
 pub mod transfer;
+mod walk;
 
 pub use cache::{Cache, Ingest};
 pub use config::{CONFIG_FILE, Config, ConfigEditor, LOCAL_CONFIG_FILE, RemoteConfig};

@@ -17,6 +17,7 @@ use crate::manifest::{Manifest, ManifestEntry};
 use crate::object::Object;
 use crate::pointer::Pointer;
 use crate::statcache::{Stamp, StatCache};
+use crate::walk;
 
 /// The folder of mlops state inside a repository.
 pub const STATE_DIR: &str = ".mlops";
@@ -269,58 +270,51 @@ impl Repo {
     // ---------------------------------------------------------------- hashing
 
     /// The hash of one workspace file, from the hash cache when its stamp is unchanged.
-    fn hash_file_cached(&self, abs: &Path, meta: &std::fs::Metadata) -> Result<(Hash, Stamp)> {
-        let stamp = Stamp::of(meta);
+    fn hash_file_cached(&self, abs: &Path, stamp: Stamp) -> Result<(Hash, Stamp)> {
         if let Some(h) = self.stats.get(abs, &stamp) {
             return Ok((h, stamp));
         }
-        let h = crate::hash::hash_file_known_len(abs, meta.len())?;
+        let h = crate::hash::hash_file_known_len(abs, stamp.size)?;
         self.stats.record(abs.to_owned(), stamp, h);
         Ok((h, stamp))
-    }
-
-    /// Lists the files of directory `abs`: (relative `/` path, absolute path, metadata), sorted
-    /// by relative path bytes (manifest order). Folders are listed and files stat-ed in parallel.
-    fn scan_dir(&self, abs: &Path) -> Result<Vec<(String, PathBuf, std::fs::Metadata)>> {
-        list_files(abs, "")?
-            .into_par_iter()
-            .map(|f| {
-                let meta = f.metadata()?;
-                Ok((f.rel, f.abs, meta))
-            })
-            .collect()
     }
 
     /// Hashes a directory's files in parallel and builds its manifest. With `store`, each file is
     /// also put into the cache (linked per that order) as soon as it is hashed, in the same
     /// parallel pass: one stat, one read and one link per file, spread over all cores.
     fn hash_dir(&self, abs: &Path, store: Option<&[LinkKind]>) -> Result<DirScan> {
-        use std::os::unix::fs::PermissionsExt;
-        let found = list_files(abs, "")?;
-        let done: Vec<(ManifestEntry, Stamp, u64)> = found
-            .into_par_iter()
-            .map(|f| {
-                let meta = f.metadata()?;
-                let (hash, stamp) = self.hash_file_cached(&f.abs, &meta)?;
-                let new = match store {
-                    Some(order) => self.ingest_one(&f.abs, &hash, &stamp, order)?,
-                    None => 0,
-                };
-                let entry = ManifestEntry {
-                    path: f.rel,
-                    hash,
-                    size: meta.len(),
-                    exec: meta.permissions().mode() & 0o111 != 0,
-                };
-                Ok((entry, stamp, new))
-            })
-            .collect::<Result<_>>()?;
+        let visit = |f: &walk::FoundFile, at: walk::At<'_>| -> Result<(Hash, u64)> {
+            let hash = match self.stats.get(&f.abs, &f.stamp) {
+                Some(h) => h,
+                None => {
+                    let h = crate::hash::hash_file_at(at, f.stamp.size, &f.abs)?;
+                    self.stats.record(f.abs.clone(), f.stamp, h);
+                    h
+                }
+            };
+            let new = match store {
+                Some(order) => {
+                    let ingest = self
+                        .cache
+                        .ingest_at(at, f.link, &f.abs, &hash, &f.stamp, order)?;
+                    self.note_ingested(&hash, ingest)
+                }
+                None => 0,
+            };
+            Ok((hash, new))
+        };
+        let done = walk::walk_files(abs, &visit)?;
         let mut entries = Vec::with_capacity(done.len());
         let mut stamps = Vec::with_capacity(done.len());
         let mut new_objects = 0;
-        for (e, stamp, new) in done {
-            stamps.push((e.hash, stamp));
-            entries.push(e);
+        for (f, (hash, new)) in done {
+            stamps.push((hash, f.stamp));
+            entries.push(ManifestEntry {
+                path: f.rel,
+                hash,
+                size: f.stamp.size,
+                exec: f.exec,
+            });
             new_objects += new;
         }
         Ok(DirScan {
@@ -346,7 +340,7 @@ impl Repo {
                 files: Some(m.entries.len() as u64),
             })
         } else {
-            let (hash, _) = self.hash_file_cached(&abs, &meta)?;
+            let (hash, _) = self.hash_file_cached(&abs, Stamp::of(&meta))?;
             Ok(Object {
                 hash,
                 size: meta.len(),
@@ -385,7 +379,7 @@ impl Repo {
                 new + u64::from(!had),
             ))
         } else {
-            let (hash, stamp) = self.hash_file_cached(abs, &meta)?;
+            let (hash, stamp) = self.hash_file_cached(abs, Stamp::of(&meta))?;
             let new = self.ingest_one(abs, &hash, &stamp, order)?;
             Ok((
                 Object {
@@ -405,16 +399,19 @@ impl Repo {
         stamp: &Stamp,
         order: &[LinkKind],
     ) -> Result<u64> {
-        match self.cache.ingest(path, hash, stamp, order)? {
-            Ingest::Present => Ok(0),
-            Ingest::Added {
-                stamp: object_stamp,
-                ..
-            } => {
-                // The object is verified content: remember its stamp so later checks only stat it.
+        let ingest = self.cache.ingest(path, hash, stamp, order)?;
+        Ok(self.note_ingested(hash, ingest))
+    }
+
+    /// Records a newly added object's stamp (it is verified content: later checks only stat it);
+    /// 1 for a new object, 0 for one already there.
+    fn note_ingested(&self, hash: &Hash, ingest: Ingest) -> u64 {
+        match ingest {
+            Ingest::Present => 0,
+            Ingest::Added { stamp, .. } => {
                 self.stats
-                    .record(self.cache.object_path(hash), object_stamp, *hash);
-                Ok(1)
+                    .record(self.cache.object_path(hash), stamp, *hash);
+                1
             }
         }
     }
@@ -601,7 +598,7 @@ impl Repo {
                     }
                     hash
                 } else {
-                    let (hash, stamp) = self.hash_file_cached(&t.payload, &meta)?;
+                    let (hash, stamp) = self.hash_file_cached(&t.payload, Stamp::of(&meta))?;
                     linked.insert(hash, stamp);
                     hash
                 };
@@ -725,10 +722,12 @@ impl Repo {
         let order = &self.config.link;
         if t.pointer.files.is_none() {
             if let Ok(meta) = std::fs::metadata(&t.payload) {
-                if meta.is_file() && self.hash_file_cached(&t.payload, &meta)?.0 == t.pointer.hash {
+                if meta.is_file()
+                    && self.hash_file_cached(&t.payload, Stamp::of(&meta))?.0 == t.pointer.hash
+                {
                     return Ok(0);
                 }
-                self.guard_unsaved(&t.payload, &meta, force)?;
+                self.guard_unsaved(&t.payload, meta.is_dir(), Stamp::of(&meta), force)?;
                 if meta.is_dir() {
                     std::fs::remove_dir_all(&t.payload).at(&t.payload)?;
                 }
@@ -744,7 +743,7 @@ impl Repo {
         if let Ok(meta) = std::fs::metadata(&t.payload)
             && !meta.is_dir()
         {
-            self.guard_unsaved(&t.payload, &meta, force)?;
+            self.guard_unsaved(&t.payload, meta.is_dir(), Stamp::of(&meta), force)?;
             std::fs::remove_file(&t.payload).at(&t.payload)?;
         }
         // Verify every object before touching the workspace: nothing corrupt is checked out.
@@ -758,16 +757,16 @@ impl Repo {
             .collect::<Result<_>>()?;
         let wanted: HashSet<&str> = manifest.entries.iter().map(|e| e.path.as_str()).collect();
         // Files in the folder that the manifest does not list.
-        let extra: Vec<(String, PathBuf, std::fs::Metadata)> = if t.payload.is_dir() {
-            self.scan_dir(&t.payload)?
+        let extra: Vec<walk::FoundFile> = if t.payload.is_dir() {
+            walk::list_files(&t.payload)?
                 .into_iter()
-                .filter(|(rel, _, _)| !wanted.contains(rel.as_str()))
+                .filter(|f| !wanted.contains(f.rel.as_str()))
                 .collect()
         } else {
             Vec::new()
         };
-        for (_, p, m) in &extra {
-            self.guard_unsaved(p, m, force)?;
+        for f in &extra {
+            self.guard_unsaved(&f.abs, false, f.stamp, force)?;
         }
         // A folder that is not there at all has no file to compare or guard: skip a stat per file.
         let fresh = matches!(std::fs::symlink_metadata(&t.payload), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
@@ -795,10 +794,12 @@ impl Repo {
                 let exists = !fresh
                     && match std::fs::symlink_metadata(&dest) {
                         Ok(meta) => {
-                            if meta.is_file() && self.hash_file_cached(&dest, &meta)?.0 == e.hash {
+                            if meta.is_file()
+                                && self.hash_file_cached(&dest, Stamp::of(&meta))?.0 == e.hash
+                            {
                                 return Ok(0);
                             }
-                            self.guard_unsaved(&dest, &meta, force)?;
+                            self.guard_unsaved(&dest, meta.is_dir(), Stamp::of(&meta), force)?;
                             if meta.is_dir() {
                                 std::fs::remove_dir_all(&dest).at(&dest)?;
                                 false
@@ -824,25 +825,25 @@ impl Repo {
                 Ok(1)
             })
             .try_reduce(|| 0, |a, b| Ok(a + b))?;
-        for (_, p, _) in extra {
-            std::fs::remove_file(&p).at(&p)?;
+        for f in extra {
+            std::fs::remove_file(&f.abs).at(&f.abs)?;
         }
         Ok(written)
     }
 
     /// Refuses to overwrite a workspace file whose content exists nowhere else.
-    fn guard_unsaved(&self, path: &Path, meta: &std::fs::Metadata, force: bool) -> Result<()> {
+    fn guard_unsaved(&self, path: &Path, is_dir: bool, stamp: Stamp, force: bool) -> Result<()> {
         if force {
             return Ok(());
         }
-        if meta.is_dir() {
+        if is_dir {
             return Err(Error::BadPath {
                 path: self.rel(path).to_owned(),
                 reason: "is a folder where a tracked file belongs; move it away or use --force"
                     .to_owned(),
             });
         }
-        let (hash, _) = self.hash_file_cached(path, meta)?;
+        let (hash, _) = self.hash_file_cached(path, stamp)?;
         if self.cache.contains(&hash) {
             return Ok(());
         }
@@ -931,79 +932,6 @@ struct DirScan {
     stamps: Vec<(Hash, Stamp)>,
     /// Objects that were new to the cache (when storing).
     new_objects: u64,
-}
-
-/// A regular file, or a symbolic link to one, under a tracked folder.
-struct FoundFile {
-    /// Path relative to the folder, `/`-separated.
-    rel: String,
-    /// Absolute path.
-    abs: PathBuf,
-    /// The directory entry is a symbolic link (followed; it must end at a file).
-    link: bool,
-}
-
-impl FoundFile {
-    /// The file's metadata (through the link for a symbolic link).
-    fn metadata(&self) -> Result<std::fs::Metadata> {
-        if !self.link {
-            return std::fs::symlink_metadata(&self.abs).at(&self.abs);
-        }
-        match std::fs::metadata(&self.abs) {
-            Ok(m) if m.is_file() => Ok(m),
-            Ok(_) => Err(Error::BadPath {
-                path: self.abs.clone(),
-                reason: "is a link to a folder; mlops tracks files, link targets are not followed into folders".to_owned(),
-            }),
-            Err(e) => Err(Error::io(&self.abs, e)),
-        }
-    }
-}
-
-/// Every file under `dir` (recursively, links not followed into folders), sorted by relative
-/// path bytes, which is manifest order (`a-c` before `a/b`). Sub-folders are listed in
-/// parallel; entry types come from the directory listing, so nothing is stat-ed here.
-fn list_files(dir: &Path, prefix: &str) -> Result<Vec<FoundFile>> {
-    let mut files = list_files_unsorted(dir, prefix)?;
-    files.par_sort_unstable_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
-    Ok(files)
-}
-
-fn list_files_unsorted(dir: &Path, prefix: &str) -> Result<Vec<FoundFile>> {
-    let mut files = Vec::new();
-    let mut folders = Vec::new();
-    for entry in std::fs::read_dir(dir).at(dir)? {
-        let entry = entry.at(dir)?;
-        let path = entry.path();
-        let kind = entry.file_type().at(&path)?;
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            return Err(Error::BadPath {
-                path,
-                reason: "has a name that is not valid UTF-8".to_owned(),
-            });
-        };
-        let rel = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        if kind.is_dir() {
-            folders.push((path, rel));
-        } else if kind.is_file() || kind.is_symlink() {
-            files.push(FoundFile {
-                rel,
-                abs: path,
-                link: kind.is_symlink(),
-            });
-        }
-        // Sockets, fifos and devices are not data.
-    }
-    let nested: Vec<Vec<FoundFile>> = folders
-        .into_par_iter()
-        .map(|(path, rel)| list_files_unsorted(&path, &rel))
-        .collect::<Result<_>>()?;
-    files.extend(nested.into_iter().flatten());
-    Ok(files)
 }
 
 /// Every `blake3:<64 hex>` in `text`.

@@ -248,3 +248,65 @@ fn status_of_a_large_linked_folder_sees_missing_and_replaced_objects() {
         "a corrupt object is moved out of the way"
     );
 }
+
+/// A symbolic link to a file inside an added folder stores the target's bytes as a regular,
+/// read-only object, never the link itself (a link in the cache would point anywhere).
+#[test]
+fn a_linked_file_in_an_added_folder_becomes_a_regular_object() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, repo) = repo();
+    write(d.path(), "outside.bin", b"the target's bytes");
+    write(d.path(), "d/plain", b"plain");
+    std::os::unix::fs::symlink(d.path().join("outside.bin"), d.path().join("d/link")).unwrap();
+    // Several files, so that hard links are known to work by the time the link is added.
+    for i in 0..40 {
+        write(d.path(), &format!("d/f{i:02}"), format!("{i}").as_bytes());
+    }
+    repo.add(&[d.path().join("d")]).unwrap();
+    let object = repo
+        .cache()
+        .object_path(&mlops_cas::hash_bytes(b"the target's bytes"));
+    let meta = std::fs::symlink_metadata(&object).unwrap();
+    assert!(meta.file_type().is_file(), "{:?}", meta.file_type());
+    assert_eq!(std::fs::read(&object).unwrap(), b"the target's bytes");
+    assert_eq!(
+        meta.permissions().mode() & 0o222,
+        0,
+        "objects are read-only"
+    );
+    assert!(repo.status().unwrap().is_empty());
+}
+
+/// Objects added by hard link are the workspace files: read-only afterwards, with the stamp the
+/// folder listing saw, and a second add finds them all present.
+#[test]
+fn hard_linked_objects_are_read_only_and_a_second_add_adds_nothing() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (d, repo) = repo();
+    for i in 0..300 {
+        write(
+            d.path(),
+            &format!("d/{}/f{i}", i % 3),
+            format!("body {i}").as_bytes(),
+        );
+    }
+    let added = repo.add(&[d.path().join("d")]).unwrap();
+    assert_eq!(added[0].new_objects, 301, "300 files and the manifest");
+    for i in [0, 150, 299] {
+        let object = repo
+            .cache()
+            .object_path(&mlops_cas::hash_bytes(format!("body {i}").as_bytes()));
+        let work = d.path().join(format!("d/{}/f{i}", i % 3));
+        let (o, w) = (
+            std::fs::metadata(&object).unwrap(),
+            std::fs::metadata(&work).unwrap(),
+        );
+        assert_eq!(o.ino(), w.ino(), "hard-linked");
+        assert_eq!(o.permissions().mode() & 0o222, 0);
+    }
+    let again = Repo::open(d.path())
+        .unwrap()
+        .add(&[d.path().join("d")])
+        .unwrap();
+    assert_eq!(again[0].new_objects, 0);
+}
