@@ -35,6 +35,17 @@ impl Hash {
         String::from_utf8_lossy(self.hex_into(&mut out)).into_owned()
     }
 
+    /// Writes `blake3:<64 hex>` into `out` and returns it (no allocation: a manifest of 20,000
+    /// entries writes 20,000 of them).
+    pub fn text<'a>(&self, out: &'a mut [u8; 71]) -> &'a str {
+        let (prefix, digits) = out.split_at_mut(Self::PREFIX.len());
+        prefix.copy_from_slice(Self::PREFIX.as_bytes());
+        let mut hex = [0u8; 64];
+        digits.copy_from_slice(self.hex_into(&mut hex));
+        // Only ASCII was written.
+        std::str::from_utf8(out).unwrap_or_default()
+    }
+
     /// Writes the 64 hex digits into `out` and returns them (no allocation: object paths and the
     /// hash cache format hashes by the ten thousand).
     pub fn hex_into<'a>(&self, out: &'a mut [u8; 64]) -> &'a [u8] {
@@ -80,7 +91,7 @@ impl Hash {
 
 impl fmt::Display for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", Self::PREFIX, self.to_hex())
+        f.write_str(self.text(&mut [0u8; 71]))
     }
 }
 
@@ -110,7 +121,7 @@ impl FromStr for Hash {
 
 impl serde::Serialize for Hash {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        s.serialize_str(self.text(&mut [0u8; 71]))
     }
 }
 
@@ -232,9 +243,26 @@ pub(crate) fn hash_file_known_len(path: &Path, len: u64) -> Result<Hash> {
     if len >= LARGE_FILE {
         return hash_file(path);
     }
-    let mut file = std::fs::File::open(path).at(path)?;
+    let file = std::fs::File::open(path).at(path)?;
+    hash_exact(file, len, path)
+}
+
+/// [`hash_file_known_len`] for a file named relative to its open folder (no path walk);
+/// `shown` is its path for errors and for large files.
+///
+/// # Errors
+/// Fails when the file cannot be opened or read.
+pub(crate) fn hash_file_at(at: crate::walk::At<'_>, len: u64, shown: &Path) -> Result<Hash> {
+    if len >= LARGE_FILE {
+        return hash_file(shown);
+    }
+    hash_exact(at.open_read().at(shown)?, len, shown)
+}
+
+/// The hash of the first `len` bytes of a small file, read at once.
+fn hash_exact(mut file: std::fs::File, len: u64, shown: &Path) -> Result<Hash> {
     let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
-    file.read_exact(&mut buf).at(path)?;
+    file.read_exact(&mut buf).at(shown)?;
     Ok(hash_bytes(&buf))
 }
 
@@ -307,6 +335,18 @@ mod tests {
         fn display_parse_roundtrip(bytes in any::<[u8; 32]>()) {
             let h = Hash::from_bytes(bytes);
             prop_assert_eq!(h.to_string().parse::<Hash>().unwrap(), h);
+        }
+
+        #[test]
+        fn text_display_and_json_are_the_prefixed_hex(bytes in any::<[u8; 32]>()) {
+            let h = Hash::from_bytes(bytes);
+            let want = format!("blake3:{}", hex::encode(bytes));
+            let mut buf = [0u8; 71];
+            prop_assert_eq!(h.text(&mut buf), want.as_str());
+            prop_assert_eq!(h.to_string(), want.clone());
+            let json = serde_json::to_string(&h).unwrap();
+            prop_assert_eq!(&json, &format!("\"{want}\""));
+            prop_assert_eq!(serde_json::from_str::<Hash>(&json).unwrap(), h);
         }
 
         #[test]

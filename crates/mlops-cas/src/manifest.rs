@@ -137,20 +137,21 @@ fn check_entry_path(path: &str) -> Result<()> {
     if path.is_empty() {
         return bad("empty path");
     }
-    if path.starts_with('/') {
+    let bytes = path.as_bytes();
+    if bytes.first() == Some(&b'/') {
         return bad("absolute path");
     }
-    if path.contains('\\') || path.contains('\0') {
+    if bytes.iter().any(|&c| c == b'\\' || c == 0) {
         return bad("backslash or NUL in path");
     }
-    if path.len() >= 2 && path.as_bytes()[1] == b':' {
+    if bytes.len() >= 2 && bytes[1] == b':' {
         return bad("drive-letter path");
     }
-    for part in path.split('/') {
+    for part in bytes.split(|&c| c == b'/') {
         match part {
-            "" => return bad("empty path component"),
-            "." => return bad("`.` component"),
-            ".." => return bad("`..` leaves the directory"),
+            b"" => return bad("empty path component"),
+            b"." => return bad("`.` component"),
+            b".." => return bad("`..` leaves the directory"),
             _ => {}
         }
     }
