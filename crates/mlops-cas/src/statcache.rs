@@ -17,8 +17,9 @@
 //!
 //! A record is the file's hash (32 bytes), size (`u64`), mtime in nanoseconds since the epoch
 //! (`i128`), inode (`u64`), then its path's offset into the path bytes (`u32`, equal to the sum
-//! of the lengths before it) and length (`u32`, never 0). Paths are absolute and may hold any
-//! byte but NUL.
+//! of the lengths before it) and length (`u32`, never 0). A path is the raw bytes it was
+//! recorded under (absolute paths in practice); newlines, spaces or any other byte need no
+//! escaping.
 //!
 //! A file that is not exactly this (an older text cache, a truncated or damaged file, a later
 //! version) is ignored as a whole, with a `debug` event: the file is a cache, and losing it
