@@ -7,27 +7,18 @@
 //! use ([`Cache::verify`]).
 
 use std::collections::HashMap;
-use std::ffi::OsString;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::DirEntryExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use rayon::prelude::*;
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::{AtFlags, Mode};
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, LinkKind};
 use crate::hash::{Hash, hash_file_sized};
+use crate::shards::{Listed, ShardDirs, object_name};
 use crate::statcache::{Stamp, StatCache};
 use crate::walk::{At, stamp_of};
-
-/// An object's file name in its shard folder: the last 62 hex digits.
-fn object_name(hash: &Hash) -> OsString {
-    let mut hex = [0u8; 64];
-    std::ffi::OsStr::from_bytes(&hash.hex_into(&mut hex)[2..]).to_owned()
-}
 
 /// Where temporary files being written into the cache live (cleaned by `gc`).
 pub(crate) const TMP_DIR: &str = "tmp";
@@ -38,8 +29,8 @@ pub struct Cache {
     root: PathBuf,
     /// Which `blake3/<2 hex>` folders this process has already made sure exist.
     shards_made: Arc<[std::sync::atomic::AtomicBool; 256]>,
-    /// The shard folders this process has opened, for `*at` calls ([`Cache::ingest_at`]).
-    shard_dirs: Arc<[OnceLock<OwnedFd>; 256]>,
+    /// The shard folders, opened once for `*at` calls ([`Cache::ingest_at`]) and listings.
+    shards: ShardDirs,
 }
 
 /// How an object came to be in the cache.
@@ -59,10 +50,11 @@ pub enum Ingest {
 impl Cache {
     /// A cache rooted at `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
         Self {
-            root: root.into(),
+            shards: ShardDirs::new(root.clone()),
+            root,
             shards_made: Arc::new([const { std::sync::atomic::AtomicBool::new(false) }; 256]),
-            shard_dirs: Arc::new([const { OnceLock::new() }; 256]),
         }
     }
 
@@ -73,22 +65,14 @@ impl Cache {
 
     /// The path an object with this hash has in the cache.
     pub fn object_path(&self, hash: &Hash) -> PathBuf {
-        let mut hex = [0u8; 64];
-        let hex = hash.hex_into(&mut hex);
-        let mut p = self.shard_path(hash);
-        p.push(std::ffi::OsStr::from_bytes(&hex[2..]));
+        let mut p = self.shards.path(hash);
+        p.push(object_name(hash, &mut [0u8; 64]));
         p
     }
 
-    /// The `blake3/<2 hex>` folder an object with this hash lives in.
-    fn shard_path(&self, hash: &Hash) -> PathBuf {
-        let mut hex = [0u8; 64];
-        let hex = hash.hex_into(&mut hex);
-        let mut p = PathBuf::with_capacity(self.root.as_os_str().len() + 80);
-        p.push(&self.root);
-        p.push("blake3");
-        p.push(std::ffi::OsStr::from_bytes(&hex[..2]));
-        p
+    /// The cache's shard folders, opened once per process.
+    pub(crate) fn shards(&self) -> &ShardDirs {
+        &self.shards
     }
 
     /// Whether an object with this hash is present (not verified).
@@ -178,9 +162,9 @@ impl Cache {
         if fsutil::first_usable(order) != Some(LinkKind::Hardlink) {
             return self.ingest(shown, hash, stamp, order);
         }
-        let shard = self.shard_dir(hash)?;
-        let mut hex = [0u8; 64];
-        let name = &hash.hex_into(&mut hex)[2..];
+        let shard = self.shards.get(hash, true)?;
+        let mut buf = [0u8; 64];
+        let name = object_name(hash, &mut buf);
         let follow = if link {
             AtFlags::SYMLINK_FOLLOW
         } else {
@@ -218,23 +202,38 @@ impl Cache {
         })
     }
 
-    /// The open shard folder of `hash`, created and opened once per process.
-    fn shard_dir(&self, hash: &Hash) -> Result<BorrowedFd<'_>> {
-        let slot = &self.shard_dirs[usize::from(hash.as_bytes()[0])];
-        if let Some(fd) = slot.get() {
-            return Ok(fd.as_fd());
+    /// Puts the object `hash` at the workspace path `dest` (whose folder exists), like
+    /// [`fsutil::place`], with the hard link made relative to the open shard folder when `dest`
+    /// does not exist and hard links are the first usable kind.
+    ///
+    /// # Errors
+    /// I/O errors naming `dest`.
+    pub(crate) fn place(
+        &self,
+        hash: &Hash,
+        dest: &Path,
+        order: &[LinkKind],
+        exec: bool,
+        dest_exists: bool,
+    ) -> Result<LinkKind> {
+        if !dest_exists && fsutil::first_usable(order) == Some(LinkKind::Hardlink) {
+            let shard = self.shards.get(hash, false)?;
+            let mut buf = [0u8; 64];
+            let name = object_name(hash, &mut buf);
+            match rustix::fs::linkat(shard, name, rustix::fs::CWD, dest, AtFlags::empty()) {
+                Ok(()) => return Ok(LinkKind::Hardlink),
+                Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => {
+                    let e = std::io::Error::from(e);
+                    fsutil::note_link_failure(LinkKind::Hardlink, &e);
+                    // Unless that ruled hard links out here, it is a real error.
+                    if fsutil::first_usable(order) == Some(LinkKind::Hardlink) {
+                        return Err(Error::io(dest, e));
+                    }
+                }
+            }
         }
-        self.ensure_shard(hash)?;
-        let dir = self.shard_path(hash);
-        let fd = rustix::fs::openat(
-            rustix::fs::CWD,
-            &dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::io(&dir, e.into()))?;
-        // Another thread may have opened it meanwhile: theirs is kept, this one closed.
-        Ok(slot.get_or_init(|| fd).as_fd())
+        fsutil::place(&self.object_path(hash), dest, order, exec, dest_exists)
     }
 
     /// Creates the shard folder of `hash` once per process (cheap after the first call).
@@ -362,8 +361,8 @@ impl Cache {
     /// hash. When the cache's directory entry for such an object names that same inode (a hard
     /// link), the object *is* that file, already checked through its stamp, and it is not stat-ed
     /// again. Directory entries carry inode numbers, so a shard folder holding many wanted objects
-    /// is listed once instead of stat-ing each; a shard is listed only when its size suggests the
-    /// listing is cheaper than the stats it saves. Everything else goes through [`Cache::verify`].
+    /// is listed once instead of stat-ing each (see [`Cache::shard_listing_pays`]). Everything
+    /// else goes through [`Cache::verify`].
     pub fn verify_many(
         &self,
         hashes: &[Hash],
@@ -371,77 +370,61 @@ impl Cache {
         stats: &StatCache,
         for_path: &Path,
     ) -> Vec<Result<()>> {
-        let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); 256];
-        for (i, h) in hashes.iter().enumerate() {
-            by_shard[usize::from(h.as_bytes()[0])].push(i);
-        }
-        let mut results: Vec<(usize, Result<()>)> = by_shard
-            .into_par_iter()
-            .filter(|wanted| !wanted.is_empty())
-            .flat_map_iter(|wanted| {
-                let listing =
-                    self.list_shard_if_worth_it(&hashes[wanted[0]], &wanted, hashes, linked);
-                wanted
-                    .into_iter()
-                    .map(|i| {
-                        let h = &hashes[i];
-                        let r = match &listing {
-                            Some(names) => match names.get(&object_name(h)) {
-                                None => Err(Error::MissingObject {
-                                    hash: h.to_string(),
-                                    path: for_path.to_owned(),
-                                }),
-                                Some(&(inode, true))
-                                    if linked.get(h).is_some_and(|s| s.inode == inode) =>
-                                {
-                                    Ok(())
-                                }
-                                Some(_) => self.verify(h, stats, for_path),
-                            },
-                            None => self.verify(h, stats, for_path),
-                        };
-                        (i, r)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        results.sort_unstable_by_key(|(i, _)| *i);
-        results.into_iter().map(|(_, r)| r).collect()
+        by_shard(hashes, |wanted| {
+            let with_link = wanted.iter().filter(|h| linked.contains_key(h)).count();
+            let listing = self
+                .shard_listing_pays(&wanted[0], with_link)
+                .then(|| self.shards.list(&wanted[0]).ok())
+                .flatten();
+            wanted
+                .iter()
+                .map(|h| match listing.as_ref().map(|l| l.get(h)) {
+                    Some(None) => Err(Error::MissingObject {
+                        hash: h.to_string(),
+                        path: for_path.to_owned(),
+                    }),
+                    Some(Some(&Listed {
+                        inode,
+                        is_file: true,
+                    })) if linked.get(h).is_some_and(|s| s.inode == inode) => Ok(()),
+                    _ => self.verify(h, stats, for_path),
+                })
+                .collect()
+        })
     }
 
-    /// The names in `hash`'s shard folder with their inode numbers and whether each is a regular
-    /// file, when listing it is worth it for the `wanted` objects (indices into `hashes`): at
-    /// least a few of them have a linked workspace file, and the folder is not much larger than
-    /// what is wanted from it (an ext4 entry for a 62-digit name takes about 72 bytes).
-    fn list_shard_if_worth_it(
-        &self,
-        hash: &Hash,
-        wanted: &[usize],
-        hashes: &[Hash],
-        linked: &HashMap<Hash, Stamp>,
-    ) -> Option<HashMap<OsString, (u64, bool)>> {
-        const MIN_LINKED: usize = 8;
+    /// Which of `hashes` have a file in the cache (not verified), one answer per hash, in order:
+    /// shard folders holding many of them are listed, the rest stat-ed, all in parallel.
+    pub fn present(&self, hashes: &[Hash]) -> Vec<bool> {
+        by_shard(hashes, |wanted| {
+            match self
+                .shard_listing_pays(&wanted[0], wanted.len())
+                .then(|| self.shards.list(&wanted[0]).ok())
+                .flatten()
+            {
+                Some(listing) => wanted
+                    .iter()
+                    .map(|h| listing.get(h).is_some_and(|l| l.is_file))
+                    .collect(),
+                None => wanted.iter().map(|h| self.contains(h)).collect(),
+            }
+        })
+    }
+
+    /// Whether listing `hash`'s shard folder is cheaper than stat-ing `wanted` objects in it: at
+    /// least a few, and the folder not much larger than what is wanted from it (an ext4 entry for
+    /// a 62-digit name takes about 72 bytes). A shard folder that does not exist lists as empty
+    /// at the cost of one failed open.
+    fn shard_listing_pays(&self, hash: &Hash, wanted: usize) -> bool {
+        const MIN_WANTED: usize = 8;
         const ENTRY_BYTES: u64 = 72;
         const LISTED_PER_SAVED_STAT: u64 = 32;
-        let with_link = wanted
-            .iter()
-            .filter(|i| linked.contains_key(&hashes[**i]))
-            .count();
-        if with_link < MIN_LINKED {
-            return None;
+        if wanted < MIN_WANTED {
+            return false;
         }
-        let dir = self.shard_path(hash);
-        let size = std::fs::metadata(&dir).ok()?.len();
-        if size / ENTRY_BYTES > LISTED_PER_SAVED_STAT * with_link as u64 {
-            return None;
-        }
-        let mut names = HashMap::with_capacity(wanted.len() * 2);
-        for entry in std::fs::read_dir(&dir).ok()? {
-            let entry = entry.ok()?;
-            let is_file = entry.file_type().ok()?.is_file();
-            names.insert(entry.file_name(), (entry.ino(), is_file));
-        }
-        Some(names)
+        self.shards
+            .dir_size(hash)
+            .is_none_or(|size| size / ENTRY_BYTES <= LISTED_PER_SAVED_STAT * wanted as u64)
     }
 
     /// Like [`Cache::verify`], returning the object's stamp.
@@ -555,5 +538,68 @@ impl Cache {
             }
         }
         removed
+    }
+}
+
+/// Runs `each` once per shard on the hashes of that shard (in parallel), and returns its answers
+/// back in the order of `hashes`. `each` returns one answer per hash it was given, in order.
+fn by_shard<T: Send>(hashes: &[Hash], each: impl Fn(&[Hash]) -> Vec<T> + Sync) -> Vec<T> {
+    let mut groups: Vec<Vec<usize>> = vec![Vec::new(); 256];
+    for (i, h) in hashes.iter().enumerate() {
+        groups[usize::from(h.as_bytes()[0])].push(i);
+    }
+    let mut answers: Vec<(usize, T)> = groups
+        .into_par_iter()
+        .filter(|group| !group.is_empty())
+        .flat_map_iter(|group| {
+            let wanted: Vec<Hash> = group.iter().map(|&i| hashes[i]).collect();
+            group.into_iter().zip(each(&wanted))
+        })
+        .collect();
+    answers.sort_unstable_by_key(|(i, _)| *i);
+    answers.into_iter().map(|(_, a)| a).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::hash_bytes;
+
+    /// `present` answers the same whether it lists a shard (many wanted there) or stats each
+    /// object (few), and whether or not the shard folder exists.
+    #[test]
+    fn present_agrees_with_contains_for_listed_and_stat_ed_shards() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().join("cache"));
+        let hashes: Vec<Hash> = (0..3000)
+            .map(|i| hash_bytes(format!("object {i}").as_bytes()))
+            .collect();
+        assert!(cache.present(&hashes).iter().all(|p| !p), "empty cache");
+        let stored: Vec<Hash> = hashes
+            .iter()
+            .step_by(3)
+            .map(|h| {
+                let body: Vec<u8> = h.as_bytes().to_vec();
+                let got = cache.insert_bytes(&body).unwrap();
+                // Store under the wanted names: content does not matter to `present`.
+                let p = cache.object_path(h);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::rename(cache.object_path(&got), &p).unwrap();
+                *h
+            })
+            .collect();
+        // A folder where an object should be is not an object.
+        let folder = hashes[1];
+        std::fs::create_dir_all(cache.object_path(&folder)).unwrap();
+        let want: Vec<bool> = hashes.iter().map(|h| cache.contains(h)).collect();
+        assert_eq!(want.iter().filter(|p| **p).count(), stored.len());
+        assert!(!want[1]);
+        assert_eq!(cache.present(&hashes), want, "many per shard: listed");
+        let few = &hashes[..40];
+        assert_eq!(
+            cache.present(few),
+            want[..40].to_vec(),
+            "few per shard: stat-ed"
+        );
     }
 }

@@ -33,6 +33,7 @@ mod object;
 mod pointer;
 mod remote;
 mod repo;
+mod shards;
 mod statcache;
 mod sync;
 pub mod transfer;

@@ -4,15 +4,17 @@
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
+use rustix::fs::{Mode, OFlags};
 
 use crate::cache::Cache;
 use crate::error::{Error, IoContext, Result};
 use crate::hash::Hash;
-use crate::statcache::{Stamp, StatCache};
+use crate::shards::{NewObject, ShardDirs, object_name};
+use crate::statcache::StatCache;
 
 /// Objects read whole (rather than streamed) below this size.
 const WHOLE_READ: u64 = 64 << 20;
@@ -29,7 +31,8 @@ fn pool(jobs: usize) -> Result<rayon::ThreadPool> {
         .map_err(|e| Error::Invalid(format!("could not start transfer threads: {e}")))
 }
 
-/// The subset of `hashes` present in the folder remote at `root`.
+/// The subset of `hashes` present in the folder remote at `root`: a few are stat-ed, many are
+/// found by listing the shard folders they fall in (in parallel).
 pub(crate) fn has(root: &Path, hashes: &[Hash]) -> Result<HashSet<Hash>> {
     if hashes.len() <= 64 {
         return Ok(hashes
@@ -38,45 +41,39 @@ pub(crate) fn has(root: &Path, hashes: &[Hash]) -> Result<HashSet<Hash>> {
             .copied()
             .collect());
     }
-    let base = root.join("blake3");
-    let mut found = HashSet::new();
-    let Ok(shards) = std::fs::read_dir(&base) else {
-        return Ok(found);
-    };
-    for shard in shards {
-        let shard = shard.at(&base)?;
-        let prefix = shard.file_name().to_string_lossy().into_owned();
-        let Ok(files) = std::fs::read_dir(shard.path()) else {
-            continue;
-        };
-        for f in files {
-            let f = f.at(&shard.path())?;
-            if let Ok(h) = format!("blake3:{prefix}{}", f.file_name().to_string_lossy()).parse() {
-                found.insert(h);
-            }
-        }
-    }
-    let wanted: HashSet<&Hash> = hashes.iter().collect();
-    found.retain(|h| wanted.contains(h));
-    Ok(found)
+    let remote = ShardDirs::new(root.to_owned());
+    let mut shards: Vec<Hash> = hashes.to_vec();
+    shards.sort_unstable_by_key(|h| h.as_bytes()[0]);
+    shards.dedup_by_key(|h| h.as_bytes()[0]);
+    let listed = shards
+        .par_iter()
+        .map(|h| Ok((h.as_bytes()[0], remote.list(h)?)))
+        .collect::<Result<std::collections::HashMap<_, _>>>()?;
+    Ok(hashes
+        .iter()
+        .filter(|h| {
+            listed
+                .get(&h.as_bytes()[0])
+                .and_then(|l| l.get(h))
+                .is_some_and(|o| o.is_file)
+        })
+        .copied()
+        .collect())
 }
 
-fn make_shards(root: &Path, todo: &[(Hash, u64)]) -> Result<()> {
-    let mut shards: Vec<u8> = todo.iter().map(|(h, _)| h.as_bytes()[0]).collect();
-    shards.sort_unstable();
-    shards.dedup();
-    for s in shards {
-        let d = root.join("blake3").join(format!("{s:02x}"));
-        std::fs::create_dir_all(&d).at(&d)?;
-    }
-    Ok(())
+/// An object's open shard folder and name in a store, for `*at` calls.
+fn object_at<'a>(
+    shards: &'a ShardDirs,
+    hash: &Hash,
+    buf: &'a mut [u8; 64],
+    create: bool,
+) -> Result<(BorrowedFd<'a>, &'a str)> {
+    Ok((shards.get(hash, create)?, object_name(hash, buf)))
 }
 
-fn tmp_name(dest: &Path) -> PathBuf {
-    crate::fsutil::temp_sibling(dest)
-}
-
-/// Copies objects from the cache into the folder remote.
+/// Copies objects from the cache into the folder remote: each is read relative to its open
+/// cache shard, written as a new unnamed file in the open remote shard (the bytes stay in the
+/// kernel: `std::io::copy` between files uses `copy_file_range`) and then named.
 pub(crate) fn upload(
     cache: &Cache,
     root: &Path,
@@ -84,20 +81,20 @@ pub(crate) fn upload(
     jobs: usize,
     done: &(dyn Fn(u64) + Sync),
 ) -> Result<()> {
-    make_shards(root, todo)?;
+    let remote = ShardDirs::new(root.to_owned());
     pool(jobs)?.install(|| {
         todo.par_iter().try_for_each(|(hash, size)| {
-            let src = cache.object_path(hash);
-            let dest = object_path(root, hash);
-            let tmp = tmp_name(&dest);
-            if let Err(e) = copy_readonly(&src, &tmp) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
+            let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
+            let (src_dir, name) = object_at(cache.shards(), hash, &mut a, false)?;
+            let (dest_dir, _) = object_at(&remote, hash, &mut b, true)?;
+            let dest = || object_path(root, hash);
+            let mut input = open_read(src_dir, name).at(&cache.object_path(hash))?;
+            let mut out = NewObject::create(dest_dir, name).at(&dest())?;
+            if let Err(e) = std::io::copy(&mut input, &mut out.file) {
+                out.discard();
+                return Err(Error::io(dest(), e));
             }
-            if let Err(e) = std::fs::rename(&tmp, &dest) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(Error::io(&dest, e));
-            }
+            out.publish(name).at(&dest())?;
             done(*size);
             Ok(())
         })
@@ -105,7 +102,8 @@ pub(crate) fn upload(
 }
 
 /// Copies objects from the folder remote into the cache, hashing each on the way and keeping
-/// only those whose content matches their name.
+/// only those whose content matches their name. Each is read relative to its open remote shard
+/// and written as a new unnamed file in the open cache shard, named once verified.
 pub(crate) fn download(
     cache: &Cache,
     stats: &StatCache,
@@ -114,73 +112,67 @@ pub(crate) fn download(
     jobs: usize,
     done: &(dyn Fn(u64) + Sync),
 ) -> Result<()> {
-    for (h, _) in todo {
-        cache.ensure_shard(h)?;
-    }
+    let remote = ShardDirs::new(root.to_owned());
+    let not_found = |hash: &Hash| {
+        Error::Invalid(format!(
+            "{hash}: not found in the remote {}",
+            root.display()
+        ))
+    };
     pool(jobs)?.install(|| {
         todo.par_iter().try_for_each(|(hash, _)| {
+            let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
             let src = object_path(root, hash);
+            let (src_dir, name) = match object_at(&remote, hash, &mut a, false) {
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(not_found(hash));
+                }
+                other => other?,
+            };
+            let (dest_dir, _) = object_at(cache.shards(), hash, &mut b, true)?;
             let dest = cache.object_path(hash);
-            let tmp = tmp_name(&dest);
-            let result = copy_verified(&src, &tmp);
-            let (actual, len) = match result {
+            let input = match open_read(src_dir, name) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found(hash)),
+                Err(e) => return Err(Error::io(&src, e)),
+            };
+            let mut out = NewObject::create(dest_dir, name).at(&dest)?;
+            let (actual, len) = match copy_verified(input, &src, &mut out.file, &dest) {
                 Ok(v) => v,
                 Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(match e {
-                        Error::Io { source, .. }
-                            if source.kind() == std::io::ErrorKind::NotFound =>
-                        {
-                            Error::Invalid(format!(
-                                "{hash}: not found in the remote {}",
-                                root.display()
-                            ))
-                        }
-                        other => other,
-                    });
+                    out.discard();
+                    return Err(e);
                 }
             };
             if actual != *hash {
-                let _ = std::fs::remove_file(&tmp);
+                out.discard();
                 return Err(Error::Corrupt {
                     expected: hash.to_string(),
                     actual: actual.to_string(),
                     location: src.display().to_string(),
                 });
             }
-            std::fs::rename(&tmp, &dest).at(&dest)?;
-            if let Ok(m) = std::fs::metadata(&dest) {
-                stats.record(dest, Stamp::of(&m), *hash);
-            }
+            let stamp = out.stamp().at(&dest)?;
+            out.publish(name).at(&dest)?;
+            stats.record(dest, stamp, *hash);
             done(len);
             Ok(())
         })
     })
 }
 
-/// Copies `src` to a new read-only file `tmp` (created with its final mode, so no `chmod`;
-/// `std::io::copy` between files uses `copy_file_range`, so the bytes stay in the kernel).
-fn copy_readonly(src: &Path, tmp: &Path) -> Result<()> {
-    let (mut input, mut out) = open_pair(src, tmp)?;
-    std::io::copy(&mut input, &mut out).at(tmp)?;
-    Ok(())
+fn open_read(dir: BorrowedFd<'_>, name: &str) -> std::io::Result<std::fs::File> {
+    Ok(rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?.into())
 }
 
-/// `src` opened for reading and `tmp` created (it must not exist) read-only for writing.
-fn open_pair(src: &Path, tmp: &Path) -> Result<(std::fs::File, std::fs::File)> {
-    let input = std::fs::File::open(src).at(src)?;
-    let out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o444)
-        .open(tmp)
-        .at(tmp)?;
-    Ok((input, out))
-}
-
-/// Copies `src` to a new read-only file `tmp`, returning the hash and length of what was copied.
-fn copy_verified(src: &Path, tmp: &Path) -> Result<(Hash, u64)> {
-    let (mut input, mut out) = open_pair(src, tmp)?;
+/// Copies `input` (the file at `src`) into `out` (the new file for `dest`), returning the hash
+/// and length of what was copied.
+fn copy_verified(
+    mut input: std::fs::File,
+    src: &Path,
+    out: &mut std::fs::File,
+    dest: &Path,
+) -> Result<(Hash, u64)> {
     let len = input.metadata().at(src)?.len();
     if len < WHOLE_READ {
         // Exactly the stat-ed length, then one read that must find the end (read_to_end would
@@ -195,7 +187,7 @@ fn copy_verified(src: &Path, tmp: &Path) -> Result<(Hash, u64)> {
             )));
         }
         let h = crate::hash::hash_bytes(&buf);
-        out.write_all(&buf).at(tmp)?;
+        out.write_all(&buf).at(dest)?;
         return Ok((h, buf.len() as u64));
     }
     let mut hasher = blake3::Hasher::new();
@@ -209,7 +201,7 @@ fn copy_verified(src: &Path, tmp: &Path) -> Result<(Hash, u64)> {
             Err(e) => return Err(Error::io(src, e)),
         };
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).at(tmp)?;
+        out.write_all(&buf[..n]).at(dest)?;
         total += n as u64;
     }
     Ok((Hash::from_bytes(*hasher.finalize().as_bytes()), total))

@@ -809,13 +809,7 @@ impl Repo {
                         }
                         Err(_) => false,
                     };
-                let kind = fsutil::place(
-                    &self.cache.object_path(&e.hash),
-                    &dest,
-                    order,
-                    e.exec,
-                    exists,
-                )?;
+                let kind = self.cache.place(&e.hash, &dest, order, e.exec, exists)?;
                 if kind == LinkKind::Hardlink {
                     // Same inode as the verified object: its stamp is the file's stamp.
                     self.stats.record(dest, *object_stamp, e.hash);

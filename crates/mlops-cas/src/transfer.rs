@@ -346,10 +346,12 @@ pub async fn download(
     objects: &[(Hash, u64)],
     options: &TransferOptions,
 ) -> Result<TransferReport> {
+    let hashes: Vec<Hash> = objects.iter().map(|(h, _)| *h).collect();
     let todo: Vec<(Hash, u64)> = objects
         .iter()
-        .filter(|(h, _)| !cache.contains(h))
-        .copied()
+        .zip(cache.present(&hashes))
+        .filter(|(_, present)| !present)
+        .map(|(o, _)| *o)
         .collect();
     let already = (objects.len() - todo.len()) as u64;
     if let Some(root) = remote.local_root() {

@@ -1,0 +1,376 @@
+//! The `blake3/<2 hex>` folders of an object store on disk (the cache, a folder remote), opened
+//! once per process, so that per-object system calls resolve one name relative to an open folder
+//! instead of walking the whole object path; and shard listings, which answer "which of these
+//! objects are here" for many objects with one `getdents` pass instead of one `stat` each.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use rustc_hash::FxHashMap;
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+
+/// What a shard listing says of one object: its inode number and whether it is a regular file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Listed {
+    pub(crate) inode: u64,
+    pub(crate) is_file: bool,
+}
+
+/// The shard folders of the store rooted at `root` (which holds `blake3/`).
+#[derive(Debug, Clone)]
+pub(crate) struct ShardDirs {
+    root: PathBuf,
+    open: Arc<[OnceLock<OwnedFd>; 256]>,
+}
+
+impl ShardDirs {
+    pub(crate) fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            open: Arc::new([const { OnceLock::new() }; 256]),
+        }
+    }
+
+    /// The path of `hash`'s shard folder.
+    pub(crate) fn path(&self, hash: &Hash) -> PathBuf {
+        let mut hex = [0u8; 64];
+        let hex = hash.hex_into(&mut hex);
+        let mut p = PathBuf::with_capacity(self.root.as_os_str().len() + 80);
+        p.push(&self.root);
+        p.push("blake3");
+        p.push(std::ffi::OsStr::new(
+            std::str::from_utf8(&hex[..2]).unwrap_or("00"),
+        ));
+        p
+    }
+
+    /// `hash`'s shard folder, opened once per process; with `create`, made first when missing.
+    ///
+    /// # Errors
+    /// I/O errors naming the folder (not found, without `create`).
+    pub(crate) fn get(&self, hash: &Hash, create: bool) -> Result<BorrowedFd<'_>> {
+        let slot = &self.open[usize::from(hash.as_bytes()[0])];
+        if let Some(fd) = slot.get() {
+            return Ok(fd.as_fd());
+        }
+        let dir = self.path(hash);
+        if create {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        let fd = open_dir(&dir)?;
+        // Another thread may have opened it meanwhile: theirs is kept, this one closed.
+        Ok(slot.get_or_init(|| fd).as_fd())
+    }
+
+    /// Every object in `hash`'s shard folder; an empty map when the folder does not exist.
+    ///
+    /// # Errors
+    /// I/O errors other than "not found".
+    pub(crate) fn list(&self, hash: &Hash) -> Result<FxHashMap<Hash, Listed>> {
+        let dir = self.path(hash);
+        let fd = match self.get(hash, false) {
+            Ok(fd) => fd,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(FxHashMap::default());
+            }
+            Err(e) => return Err(e),
+        };
+        // A second descriptor: reading a directory moves its offset, and `fd` is shared.
+        let mut entries =
+            Dir::read_from(fd).map_err(|e| Error::io(&dir, std::io::Error::from(e)))?;
+        let mut out = FxHashMap::default();
+        let mut digits = [0u8; 64];
+        let mut prefix = [0u8; 64];
+        digits[..2].copy_from_slice(&hash.hex_into(&mut prefix)[..2]);
+        while let Some(entry) = entries.read() {
+            let entry = entry.map_err(|e| Error::io(&dir, std::io::Error::from(e)))?;
+            let name = entry.file_name().to_bytes();
+            if name.len() != 62 {
+                continue; // `.`, `..`, temporary files
+            }
+            digits[2..].copy_from_slice(name);
+            if let Some(h) = Hash::from_hex(&digits) {
+                out.insert(
+                    h,
+                    Listed {
+                        inode: entry.ino(),
+                        is_file: entry.file_type() == FileType::RegularFile,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// The size of `hash`'s shard folder in bytes (its directory blocks); `None` when it does
+    /// not exist or cannot be stat-ed.
+    pub(crate) fn dir_size(&self, hash: &Hash) -> Option<u64> {
+        std::fs::metadata(self.path(hash)).ok().map(|m| m.len())
+    }
+}
+
+/// A new object file being written in a shard folder before it gets its name. It is unnamed
+/// (`O_TMPFILE`) where the system allows, so a write that is interrupted leaves nothing behind
+/// and naming it is one `linkat` (no temporary directory entry to add and rename away);
+/// elsewhere it has a temporary name (`.<62 hex>.tmp-<pid>-<n>`, which `gc` cleans up) and is
+/// renamed. Created read-only: the descriptor is the only way to write it.
+#[derive(Debug)]
+pub(crate) struct NewObject<'a> {
+    /// The file, open for writing.
+    pub(crate) file: std::fs::File,
+    dir: BorrowedFd<'a>,
+    temp_name: Option<String>,
+}
+
+/// `O_TMPFILE` files could not be created or named here: use temporary names.
+static UNNAMED_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
+impl<'a> NewObject<'a> {
+    /// A new, empty object file in the open shard folder `dir`, for the object `name`.
+    ///
+    /// # Errors
+    /// The error of creating the file.
+    pub(crate) fn create(dir: BorrowedFd<'a>, name: &str) -> std::io::Result<Self> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if !UNNAMED_UNSUPPORTED.load(Ordering::Relaxed) {
+            match rustix::fs::openat(
+                dir,
+                ".",
+                OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o444),
+            ) {
+                Ok(fd) => {
+                    return Ok(Self {
+                        file: fd.into(),
+                        dir,
+                        temp_name: None,
+                    });
+                }
+                // Not supported by this file system or kernel (EOPNOTSUPP, EISDIR, EINVAL).
+                Err(_) => UNNAMED_UNSUPPORTED.store(true, Ordering::Relaxed),
+            }
+        }
+        Self::create_named(dir, name)
+    }
+
+    /// [`NewObject::create`] under a temporary name.
+    fn create_named(dir: BorrowedFd<'a>, name: &str) -> std::io::Result<Self> {
+        let temp = temp_name(name);
+        let fd = rustix::fs::openat(
+            dir,
+            temp.as_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o444),
+        )?;
+        Ok(Self {
+            file: fd.into(),
+            dir,
+            temp_name: Some(temp),
+        })
+    }
+
+    /// The file's stamp as written (naming it changes only its ctime).
+    ///
+    /// # Errors
+    /// The `fstat` error.
+    pub(crate) fn stamp(&self) -> std::io::Result<crate::statcache::Stamp> {
+        Ok(crate::walk::stamp_of(&rustix::fs::fstat(&self.file)?))
+    }
+
+    /// Gives the written file the object name `name` in its folder, replacing a file already
+    /// there (this one holds verified content).
+    ///
+    /// # Errors
+    /// The error of linking or renaming; nothing is left behind under a temporary name.
+    pub(crate) fn publish(self, name: &str) -> std::io::Result<()> {
+        let Some(temp) = &self.temp_name else {
+            match link_unnamed(&self.file, self.dir, name) {
+                Ok(()) => return Ok(()),
+                Err(rustix::io::Errno::EXIST) => {}
+                Err(_) => {
+                    // Linking unnamed files does not work here after all: copy into a named one.
+                    UNNAMED_UNSUPPORTED.store(true, Ordering::Relaxed);
+                    return self.republish_named(name);
+                }
+            }
+            // Something is already at the name: link under a temporary name and rename over it.
+            let temp = temp_name(name);
+            link_unnamed(&self.file, self.dir, &temp)?;
+            return rename_or_remove(self.dir, &temp, name);
+        };
+        rename_or_remove(self.dir, temp, name)
+    }
+
+    /// Removes whatever this left behind (nothing for an unnamed file).
+    pub(crate) fn discard(self) {
+        if let Some(temp) = &self.temp_name {
+            let _ = rustix::fs::unlinkat(self.dir, temp.as_str(), AtFlags::empty());
+        }
+    }
+
+    fn republish_named(self, name: &str) -> std::io::Result<()> {
+        use std::io::Seek;
+        // Unnamed files are opened for reading too, for this.
+        let mut from = &self.file;
+        from.rewind()?;
+        let mut named = Self::create_named(self.dir, name)?;
+        if let Err(e) = std::io::copy(&mut from, &mut named.file) {
+            named.discard();
+            return Err(e);
+        }
+        named.publish(name)
+    }
+}
+
+/// Names an unnamed (`O_TMPFILE`) file: `linkat` with `AT_EMPTY_PATH`, which needs a capability
+/// on older kernels, else through `/proc/self/fd`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn link_unnamed(file: &std::fs::File, dir: BorrowedFd<'_>, name: &str) -> rustix::io::Result<()> {
+    match rustix::fs::linkat(file, "", dir, name, AtFlags::EMPTY_PATH) {
+        Err(rustix::io::Errno::PERM | rustix::io::Errno::NOENT | rustix::io::Errno::INVAL) => {
+            let proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+            rustix::fs::linkat(
+                rustix::fs::CWD,
+                proc.as_str(),
+                dir,
+                name,
+                AtFlags::SYMLINK_FOLLOW,
+            )
+        }
+        other => other,
+    }
+}
+
+/// Unnamed files are never created elsewhere.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn link_unnamed(_: &std::fs::File, _: BorrowedFd<'_>, _: &str) -> rustix::io::Result<()> {
+    Err(rustix::io::Errno::NOTSUP)
+}
+
+fn rename_or_remove(dir: BorrowedFd<'_>, from: &str, to: &str) -> std::io::Result<()> {
+    rustix::fs::renameat(dir, from, dir, to).map_err(|e| {
+        let _ = rustix::fs::unlinkat(dir, from, AtFlags::empty());
+        e.into()
+    })
+}
+
+/// `.<name>.tmp-<pid>-<n>`, unique in this process.
+fn temp_name(name: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static PID: OnceLock<u32> = OnceLock::new();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(".{name}.tmp-{}-{n}", PID.get_or_init(std::process::id))
+}
+
+/// An object's file name in its shard folder: the last 62 hex digits.
+pub(crate) fn object_name<'a>(hash: &Hash, buf: &'a mut [u8; 64]) -> &'a str {
+    std::str::from_utf8(&hash.hex_into(buf)[2..]).unwrap_or_default()
+}
+
+fn open_dir(dir: &Path) -> Result<OwnedFd> {
+    rustix::fs::openat(
+        rustix::fs::CWD,
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io(dir, e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::hash_bytes;
+
+    #[test]
+    fn lists_objects_of_a_shard_and_nothing_for_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let shards = ShardDirs::new(dir.path().to_owned());
+        let h = hash_bytes(b"x");
+        assert!(shards.list(&h).unwrap().is_empty());
+        assert!(
+            shards.get(&h, false).is_err(),
+            "not created without `create`"
+        );
+        let fd = shards.get(&h, true).unwrap();
+        let mut buf = [0u8; 64];
+        let name = object_name(&h, &mut buf).to_owned();
+        std::fs::write(shards.path(&h).join(&name), b"x").unwrap();
+        std::fs::write(shards.path(&h).join(".tmp-123"), b"partial").unwrap();
+        std::fs::create_dir(shards.path(&h).join("a".repeat(62))).unwrap();
+        let folder: Hash = format!("blake3:{}{}", &h.to_hex()[..2], "a".repeat(62))
+            .parse()
+            .unwrap();
+        let listed = shards.list(&h).unwrap();
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert!(listed[&h].is_file);
+        assert!(!listed[&folder].is_file);
+        // Listing twice works (the shared descriptor's offset is not consumed).
+        assert_eq!(shards.list(&h).unwrap(), listed);
+        let st = rustix::fs::statat(fd, name.as_str(), rustix::fs::AtFlags::empty()).unwrap();
+        assert_eq!(listed[&h].inode, st.st_ino);
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Every way of creating and naming a new object ends with exactly the object, read-only,
+    /// holding what was written, and nothing else in the folder.
+    #[test]
+    fn new_objects_are_named_whole_and_leave_nothing_behind() {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fd = open_dir(dir.path()).unwrap();
+        let fd = fd.as_fd();
+        let check = |name: &str, body: &[u8]| {
+            let p = dir.path().join(name);
+            assert_eq!(std::fs::read(&p).unwrap(), body);
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o222, 0, "read-only");
+            assert_eq!(names_in(dir.path()), [name.to_owned()]);
+            std::fs::remove_file(&p).unwrap();
+        };
+        type Make<'a> = fn(BorrowedFd<'a>, &str) -> std::io::Result<NewObject<'a>>;
+        for (how, make) in [
+            ("unnamed", NewObject::create as Make<'_>),
+            ("named", NewObject::create_named as Make<'_>),
+        ] {
+            // Fresh name.
+            let mut o = make(fd, "obj").unwrap();
+            o.file.write_all(how.as_bytes()).unwrap();
+            let stamp = o.stamp().unwrap();
+            o.publish("obj").unwrap();
+            let meta = std::fs::metadata(dir.path().join("obj")).unwrap();
+            assert_eq!(stamp, crate::statcache::Stamp::of(&meta), "{how}");
+            check("obj", how.as_bytes());
+            // A file already at the name is replaced.
+            std::fs::write(dir.path().join("obj"), b"stale").unwrap();
+            let mut o = make(fd, "obj").unwrap();
+            o.file.write_all(b"fresh").unwrap();
+            o.publish("obj").unwrap();
+            check("obj", b"fresh");
+            // Discarded: nothing left.
+            let mut o = make(fd, "obj").unwrap();
+            o.file.write_all(b"bad").unwrap();
+            o.discard();
+            assert!(names_in(dir.path()).is_empty(), "{how}");
+        }
+        // An unnamed file that cannot be linked is copied into a named one.
+        let mut o = NewObject::create(fd, "obj").unwrap();
+        o.file.write_all(b"copied over").unwrap();
+        o.republish_named("obj").unwrap();
+        check("obj", b"copied over");
+    }
+}
