@@ -54,8 +54,31 @@ impl Manifest {
 
     /// The canonical bytes of this manifest (what its hash is of).
     pub fn to_bytes(&self) -> Vec<u8> {
-        // Serialising plain structs of strings and integers cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        // Exactly what `serde_json::to_vec(self)` writes (a property test holds them equal),
+        // written directly: a 20,000-entry manifest is hashed by every `status`.
+        let mut out = Vec::with_capacity(32 + self.entries.len() * 140);
+        out.extend_from_slice(b"{\"version\":");
+        out.extend_from_slice(self.version.to_string().as_bytes());
+        out.extend_from_slice(b",\"entries\":[");
+        let mut hash = [0u8; 71];
+        let mut number = [0u8; 20];
+        for (i, e) in self.entries.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"path\":");
+            write_json_str(&mut out, &e.path);
+            out.extend_from_slice(b",\"hash\":\"");
+            out.extend_from_slice(e.hash.text(&mut hash).as_bytes());
+            out.extend_from_slice(b"\",\"size\":");
+            out.extend_from_slice(format_u64(e.size, &mut number));
+            if e.exec {
+                out.extend_from_slice(b",\"exec\":true");
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"]}");
+        out
     }
 
     /// The hash of [`to_bytes`](Self::to_bytes).
@@ -125,6 +148,53 @@ impl Manifest {
         let mut p = base.to_path_buf();
         p.extend(entry.path.split('/'));
         p
+    }
+}
+
+/// `s` as a JSON string the way `serde_json` writes it: `"` and `\\` escaped, control
+/// characters as `\\b \\t \\n \\f \\r` or `\\u00xx`, everything else as is (UTF-8).
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in bytes.iter().enumerate() {
+        let escape: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..0x20 => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(c >> 4)],
+                HEX[usize::from(c & 0xf)],
+            ],
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// The decimal digits of `n`, written into the end of `buf`.
+fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
     }
 }
 
@@ -251,10 +321,64 @@ mod tests {
         );
     }
 
+    #[test]
+    fn bytes_match_serde_json_on_edge_cases() {
+        for (path, size, exec) in [
+            ("plain", 0, false),
+            ("quote\"back\\slash", u64::MAX, true),
+            ("ctl\u{0}\u{1f}\u{7f}\n\r\t\u{8}\u{c}", 10, false),
+            ("ünï/cødé 🚀", 1, true),
+        ] {
+            let m = Manifest {
+                version: 1,
+                entries: vec![
+                    entry(path),
+                    ManifestEntry {
+                        size,
+                        exec,
+                        ..entry("z")
+                    },
+                ],
+            };
+            assert_eq!(
+                String::from_utf8(m.to_bytes()).unwrap(),
+                serde_json::to_string(&m).unwrap()
+            );
+        }
+        let empty = Manifest {
+            version: 1,
+            entries: Vec::new(),
+        };
+        assert_eq!(empty.to_bytes(), br#"{"version":1,"entries":[]}"#);
+    }
+
     proptest! {
         #[test]
         fn from_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = Manifest::from_bytes(&bytes);
+        }
+
+        #[test]
+        fn bytes_are_exactly_what_serde_json_writes(
+            entries in proptest::collection::vec(
+                (any::<String>(), any::<[u8; 32]>(), any::<u64>(), any::<bool>()),
+                0..12,
+            ),
+            version in any::<u32>(),
+        ) {
+            let m = Manifest {
+                version,
+                entries: entries
+                    .into_iter()
+                    .map(|(path, hash, size, exec)| ManifestEntry {
+                        path,
+                        hash: Hash::from_bytes(hash),
+                        size,
+                        exec,
+                    })
+                    .collect(),
+            };
+            prop_assert_eq!(m.to_bytes(), serde_json::to_vec(&m).unwrap());
         }
 
         #[test]
