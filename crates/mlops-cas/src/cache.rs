@@ -282,13 +282,19 @@ impl Cache {
     /// # Errors
     /// I/O errors.
     pub fn insert_bytes(&self, bytes: &[u8]) -> Result<Hash> {
+        self.insert_bytes_new(bytes).map(|(hash, _)| hash)
+    }
+
+    /// [`Cache::insert_bytes`], also saying whether the object was new.
+    pub(crate) fn insert_bytes_new(&self, bytes: &[u8]) -> Result<(Hash, bool)> {
         let hash = crate::hash::hash_bytes(bytes);
         let dest = self.object_path(&hash);
-        if !dest.is_file() {
-            fsutil::write_atomic(&dest, bytes)?;
-            fsutil::set_readonly(&dest)?;
+        if dest.is_file() {
+            return Ok((hash, false));
         }
-        Ok(hash)
+        fsutil::write_atomic(&dest, bytes)?;
+        fsutil::set_readonly(&dest)?;
+        Ok((hash, true))
     }
 
     /// Moves a downloaded temporary file into the cache after checking it hashes to `expected`.
@@ -363,10 +369,10 @@ impl Cache {
     /// again. Directory entries carry inode numbers, so a shard folder holding many wanted objects
     /// is listed once instead of stat-ing each (see [`Cache::shard_listing_pays`]). Everything
     /// else goes through [`Cache::verify`].
-    pub fn verify_many(
+    pub fn verify_many<S: std::hash::BuildHasher + Sync>(
         &self,
         hashes: &[Hash],
-        linked: &HashMap<Hash, Stamp>,
+        linked: &HashMap<Hash, Stamp, S>,
         stats: &StatCache,
         for_path: &Path,
     ) -> Vec<Result<()>> {
@@ -435,18 +441,22 @@ impl Cache {
         for_path: &Path,
     ) -> Result<Stamp> {
         let p = self.object_path(hash);
-        let meta = match std::fs::metadata(&p) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::MissingObject {
-                    hash: hash.to_string(),
-                    path: for_path.to_owned(),
-                });
-            }
+        let stamp = match self.stamp_of_object(hash) {
+            Ok(stamp) => stamp,
+            // A shard folder opened earlier may have been replaced since: ask by path.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::metadata(&p) {
+                Ok(meta) => Stamp::of(&meta),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::MissingObject {
+                        hash: hash.to_string(),
+                        path: for_path.to_owned(),
+                    });
+                }
+                Err(e) => return Err(Error::io(&p, e)),
+            },
             Err(e) => return Err(Error::io(&p, e)),
         };
-        let stamp = Stamp::of(&meta);
-        if stats.get(&p, &stamp) == Some(*hash) {
+        if stats.get(&stamp) == Some(*hash) {
             return Ok(stamp);
         }
         let (actual, _) = hash_file_sized(&p)?;
@@ -458,8 +468,19 @@ impl Cache {
                 location: p.display().to_string(),
             });
         }
-        stats.record(p, stamp, actual);
+        stats.record(stamp, actual);
         Ok(stamp)
+    }
+
+    /// The object's stamp, stat-ed relative to its open shard folder (following a link, as
+    /// reading it would).
+    fn stamp_of_object(&self, hash: &Hash) -> std::io::Result<Stamp> {
+        let dir = self.shards.get(hash, false).map_err(|e| match e {
+            Error::Io { source, .. } => source,
+            other => std::io::Error::other(other.to_string()),
+        })?;
+        let st = rustix::fs::statat(dir, object_name(hash, &mut [0u8; 64]), AtFlags::empty())?;
+        Ok(stamp_of(&st))
     }
 
     /// Moves a corrupt object out of the way (to `corrupt/`), so a later fetch can bring a good
@@ -550,6 +571,7 @@ fn by_shard<T: Send>(hashes: &[Hash], each: impl Fn(&[Hash]) -> Vec<T> + Sync) -
     }
     let mut answers: Vec<(usize, T)> = groups
         .into_par_iter()
+        .with_max_len(1)
         .filter(|group| !group.is_empty())
         .flat_map_iter(|group| {
             let wanted: Vec<Hash> = group.iter().map(|&i| hashes[i]).collect();

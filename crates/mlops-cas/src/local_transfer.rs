@@ -83,21 +83,23 @@ pub(crate) fn upload(
 ) -> Result<()> {
     let remote = ShardDirs::new(root.to_owned());
     pool(jobs)?.install(|| {
-        todo.par_iter().try_for_each(|(hash, size)| {
-            let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
-            let (src_dir, name) = object_at(cache.shards(), hash, &mut a, false)?;
-            let (dest_dir, _) = object_at(&remote, hash, &mut b, true)?;
-            let dest = || object_path(root, hash);
-            let mut input = open_read(src_dir, name).at(&cache.object_path(hash))?;
-            let mut out = NewObject::create(dest_dir, name).at(&dest())?;
-            if let Err(e) = std::io::copy(&mut input, &mut out.file) {
-                out.discard();
-                return Err(Error::io(dest(), e));
-            }
-            out.publish(name).at(&dest())?;
-            done(*size);
-            Ok(())
-        })
+        todo.par_iter()
+            .with_max_len(crate::repo::PER_TASK)
+            .try_for_each(|(hash, size)| {
+                let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
+                let (src_dir, name) = object_at(cache.shards(), hash, &mut a, false)?;
+                let (dest_dir, _) = object_at(&remote, hash, &mut b, true)?;
+                let dest = || object_path(root, hash);
+                let mut input = open_read(src_dir, name).at(&cache.object_path(hash))?;
+                let mut out = NewObject::create(dest_dir, name).at(&dest())?;
+                if let Err(e) = std::io::copy(&mut input, &mut out.file) {
+                    out.discard();
+                    return Err(Error::io(dest(), e));
+                }
+                out.publish(name).at(&dest())?;
+                done(*size);
+                Ok(())
+            })
     })
 }
 
@@ -120,44 +122,50 @@ pub(crate) fn download(
         ))
     };
     pool(jobs)?.install(|| {
-        todo.par_iter().try_for_each(|(hash, _)| {
-            let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
-            let src = object_path(root, hash);
-            let (src_dir, name) = match object_at(&remote, hash, &mut a, false) {
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(not_found(hash));
-                }
-                other => other?,
-            };
-            let (dest_dir, _) = object_at(cache.shards(), hash, &mut b, true)?;
-            let dest = cache.object_path(hash);
-            let input = match open_read(src_dir, name) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found(hash)),
-                Err(e) => return Err(Error::io(&src, e)),
-            };
-            let mut out = NewObject::create(dest_dir, name).at(&dest)?;
-            let (actual, len) = match copy_verified(input, &src, &mut out.file, &dest) {
-                Ok(v) => v,
-                Err(e) => {
+        todo.par_iter()
+            .with_max_len(crate::repo::PER_TASK)
+            .try_for_each(|(hash, _)| {
+                let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
+                let src = object_path(root, hash);
+                let (src_dir, name) = match object_at(&remote, hash, &mut a, false) {
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        return Err(not_found(hash));
+                    }
+                    other => other?,
+                };
+                let (dest_dir, _) = object_at(cache.shards(), hash, &mut b, true)?;
+                let dest = cache.object_path(hash);
+                let input = match open_read(src_dir, name) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(not_found(hash));
+                    }
+                    Err(e) => return Err(Error::io(&src, e)),
+                };
+                let mut out = NewObject::create(dest_dir, name).at(&dest)?;
+                let (actual, len) = match copy_verified(input, &src, &mut out.file, &dest) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        out.discard();
+                        return Err(e);
+                    }
+                };
+                if actual != *hash {
                     out.discard();
-                    return Err(e);
+                    return Err(Error::Corrupt {
+                        expected: hash.to_string(),
+                        actual: actual.to_string(),
+                        location: src.display().to_string(),
+                    });
                 }
-            };
-            if actual != *hash {
-                out.discard();
-                return Err(Error::Corrupt {
-                    expected: hash.to_string(),
-                    actual: actual.to_string(),
-                    location: src.display().to_string(),
-                });
-            }
-            let stamp = out.stamp().at(&dest)?;
-            out.publish(name).at(&dest)?;
-            stats.record(dest, stamp, *hash);
-            done(len);
-            Ok(())
-        })
+                let stamp = out.stamp().at(&dest)?;
+                out.publish(name).at(&dest)?;
+                stats.record(stamp, *hash);
+                done(len);
+                Ok(())
+            })
     })
 }
 

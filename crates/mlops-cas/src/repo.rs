@@ -1,10 +1,11 @@
 //! [`Repo`]: a folder with `.mlops/`: tracking paths (`add`), comparing the workspace with its
 //! pointers (`status`), materialising payloads (`checkout`) and collecting garbage (`gc`).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Component, Path, PathBuf};
 
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::cache::{Cache, Ingest};
@@ -271,11 +272,11 @@ impl Repo {
 
     /// The hash of one workspace file, from the hash cache when its stamp is unchanged.
     fn hash_file_cached(&self, abs: &Path, stamp: Stamp) -> Result<(Hash, Stamp)> {
-        if let Some(h) = self.stats.get(abs, &stamp) {
+        if let Some(h) = self.stats.get(&stamp) {
             return Ok((h, stamp));
         }
         let h = crate::hash::hash_file_known_len(abs, stamp.size)?;
-        self.stats.record(abs.to_owned(), stamp, h);
+        self.stats.record(stamp, h);
         Ok((h, stamp))
     }
 
@@ -284,11 +285,11 @@ impl Repo {
     /// parallel pass: one stat, one read and one link per file, spread over all cores.
     fn hash_dir(&self, abs: &Path, store: Option<&[LinkKind]>) -> Result<DirScan> {
         let visit = |f: &walk::FoundFile, at: walk::At<'_>| -> Result<(Hash, u64)> {
-            let hash = match self.stats.get(&f.abs, &f.stamp) {
+            let hash = match self.stats.get(&f.stamp) {
                 Some(h) => h,
                 None => {
                     let h = crate::hash::hash_file_at(at, f.stamp.size, &f.abs)?;
-                    self.stats.record(f.abs.clone(), f.stamp, h);
+                    self.stats.record(f.stamp, h);
                     h
                 }
             };
@@ -355,10 +356,13 @@ impl Repo {
     /// # Errors
     /// As [`Repo::hash_path`], plus cache I/O errors.
     pub fn store_path(&self, path: &Path) -> Result<Object> {
-        self.store_abs(&self.resolve(path)?, path).map(|(o, _)| o)
+        self.store_abs(&self.resolve(path)?, path, false)
+            .map(|(o, _)| o)
     }
 
-    fn store_abs(&self, abs: &Path, shown: &Path) -> Result<(Object, u64)> {
+    /// Stores one path. With `save_hashes`, the hash cache is written while a folder's manifest
+    /// is serialised and stored (both are single-threaded), for the last path of an `add`.
+    fn store_abs(&self, abs: &Path, shown: &Path, save_hashes: bool) -> Result<(Object, u64)> {
         let meta = std::fs::metadata(abs).map_err(|e| not_found_or_io(shown, e))?;
         let order = &self.config.link;
         if meta.is_dir() {
@@ -367,16 +371,25 @@ impl Repo {
                 new_objects: new,
                 ..
             } = self.hash_dir(abs, Some(order))?;
-            let bytes = manifest.to_bytes();
-            let had = self.cache.contains(&manifest.hash());
-            let hash = self.cache.insert_bytes(&bytes)?;
+            let (stored, saved) = rayon::join(
+                || self.cache.insert_bytes_new(&manifest.to_bytes()),
+                || {
+                    if save_hashes {
+                        self.stats.save()
+                    } else {
+                        Ok(())
+                    }
+                },
+            );
+            saved?;
+            let (hash, added) = stored?;
             Ok((
                 Object {
                     hash,
                     size: manifest.total_size(),
                     files: Some(manifest.entries.len() as u64),
                 },
-                new + u64::from(!had),
+                new + u64::from(added),
             ))
         } else {
             let (hash, stamp) = self.hash_file_cached(abs, Stamp::of(&meta))?;
@@ -408,9 +421,13 @@ impl Repo {
     fn note_ingested(&self, hash: &Hash, ingest: Ingest) -> u64 {
         match ingest {
             Ingest::Present => 0,
+            // A hard link is the hashed workspace file itself: its entry answers for both.
+            Ingest::Added {
+                kind: LinkKind::Hardlink,
+                ..
+            } => 1,
             Ingest::Added { stamp, .. } => {
-                self.stats
-                    .record(self.cache.object_path(hash), stamp, *hash);
+                self.stats.record(stamp, *hash);
                 1
             }
         }
@@ -437,9 +454,11 @@ impl Repo {
             }
             resolved.push((abs, p.clone()));
         }
+        let count = resolved.len();
         let mut out = Vec::new();
         for (abs, shown) in resolved {
-            let (object, new_objects) = self.store_abs(&abs, &shown)?;
+            let last = out.len() + 1 == count;
+            let (object, new_objects) = self.store_abs(&abs, &shown, last)?;
             let name = abs.file_name().map(PathBuf::from).unwrap_or_default();
             let pointer_file = Pointer::file_for(&abs);
             Pointer::new(&name, &object).write(&pointer_file)?;
@@ -580,9 +599,9 @@ impl Repo {
         let mut changes = BTreeSet::new();
         // Workspace files just found to hash to an object, by hash: a hard-linked one *is* its
         // object, which then needs no stat of its own.
-        let mut linked: HashMap<Hash, Stamp> = HashMap::new();
-        // The folder's manifest when the folder is unchanged: no need to read the cached copy.
-        let mut unchanged_manifest = None;
+        let mut linked: FxHashMap<Hash, Stamp> = FxHashMap::default();
+        // The check of the pointer's objects, when the workspace already showed what they are.
+        let mut checked = None;
         match std::fs::metadata(&t.payload) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 changes.insert(Change::Missing);
@@ -591,10 +610,21 @@ impl Repo {
             Ok(meta) => {
                 let now = if meta.is_dir() {
                     let scan = self.hash_dir(&t.payload, None)?;
-                    let hash = scan.manifest.hash();
-                    linked.extend(scan.stamps);
+                    linked.extend(scan.stamps.iter().copied());
+                    // An unchanged folder's objects are its entries' hashes: check them while
+                    // the manifest is hashed (both take a while on a large folder).
+                    let objects: Vec<Hash> = std::iter::once(t.pointer.hash)
+                        .chain(scan.manifest.entries.iter().map(|e| e.hash))
+                        .collect();
+                    let (hash, results) = rayon::join(
+                        || scan.manifest.hash(),
+                        || {
+                            self.cache
+                                .verify_many(&objects, &linked, &self.stats, &t.payload)
+                        },
+                    );
                     if hash == t.pointer.hash {
-                        unchanged_manifest = Some(scan.manifest);
+                        checked = Some(results);
                     }
                     hash
                 } else {
@@ -607,20 +637,17 @@ impl Repo {
                 }
             }
         }
-        let objects = match unchanged_manifest {
-            Some(m) => Ok(std::iter::once(t.pointer.hash)
-                .chain(m.entries.iter().map(|e| e.hash))
-                .collect::<Vec<_>>()),
-            None => self
-                .objects_of(t)
-                .map(|v| v.into_iter().map(|(h, _)| h).collect()),
+        let results = match checked {
+            Some(results) => Ok(results),
+            None => self.objects_of(t).map(|objects| {
+                let hashes: Vec<Hash> = objects.into_iter().map(|(h, _)| h).collect();
+                self.cache
+                    .verify_many(&hashes, &linked, &self.stats, &t.payload)
+            }),
         };
-        match objects {
-            Ok(objects) => {
-                for r in self
-                    .cache
-                    .verify_many(&objects, &linked, &self.stats, &t.payload)
-                {
+        match results {
+            Ok(results) => {
+                for r in results {
                     match r {
                         Ok(()) => {}
                         Err(Error::MissingObject { .. }) => {
@@ -747,14 +774,14 @@ impl Repo {
             std::fs::remove_file(&t.payload).at(&t.payload)?;
         }
         // Verify every object before touching the workspace: nothing corrupt is checked out.
-        let stamps: Vec<Stamp> = manifest
+        manifest
             .entries
             .par_iter()
-            .map(|e| {
+            .with_max_len(PER_TASK)
+            .try_for_each(|e| {
                 self.cache
-                    .verify_stamp(&e.hash, &self.stats, &Manifest::join(&t.payload, e))
-            })
-            .collect::<Result<_>>()?;
+                    .verify(&e.hash, &self.stats, &Manifest::join(&t.payload, e))
+            })?;
         let wanted: HashSet<&str> = manifest.entries.iter().map(|e| e.path.as_str()).collect();
         // Files in the folder that the manifest does not list.
         let extra: Vec<walk::FoundFile> = if t.payload.is_dir() {
@@ -788,8 +815,8 @@ impl Repo {
         let written: u64 = manifest
             .entries
             .par_iter()
-            .zip(stamps.par_iter())
-            .map(|(e, object_stamp)| {
+            .with_max_len(PER_TASK)
+            .map(|e| {
                 let dest = Manifest::join(&t.payload, e);
                 let exists = !fresh
                     && match std::fs::symlink_metadata(&dest) {
@@ -810,10 +837,8 @@ impl Repo {
                         Err(_) => false,
                     };
                 let kind = self.cache.place(&e.hash, &dest, order, e.exec, exists)?;
-                if kind == LinkKind::Hardlink {
-                    // Same inode as the verified object: its stamp is the file's stamp.
-                    self.stats.record(dest, *object_stamp, e.hash);
-                } else {
+                // A hard link is the verified object itself, whose stamp is recorded already.
+                if kind != LinkKind::Hardlink {
                     self.record_checked_out(&dest, &e.hash);
                 }
                 Ok(1)
@@ -849,7 +874,7 @@ impl Repo {
 
     fn record_checked_out(&self, dest: &Path, hash: &Hash) {
         if let Ok(m) = std::fs::metadata(dest) {
-            self.stats.record(dest.to_owned(), Stamp::of(&m), *hash);
+            self.stats.record(Stamp::of(&m), *hash);
         }
     }
 
@@ -917,6 +942,10 @@ impl Drop for Repo {
         }
     }
 }
+
+/// Files per parallel task when each file is a few system calls: small enough that no thread is
+/// left with a long run of them at the end (rayon's adaptive splitting hands out quarters).
+pub(crate) const PER_TASK: usize = 64;
 
 /// What hashing a tracked folder found.
 struct DirScan {

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rustc_hash::FxHashMap;
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+use rustix::fs::Dir;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -81,29 +83,34 @@ impl ShardDirs {
             Err(e) => return Err(e),
         };
         // A second descriptor: reading a directory moves its offset, and `fd` is shared.
-        let mut entries =
-            Dir::read_from(fd).map_err(|e| Error::io(&dir, std::io::Error::from(e)))?;
+        let own = rustix::fs::openat(
+            fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(&dir, e.into()))?;
         let mut out = FxHashMap::default();
         let mut digits = [0u8; 64];
         let mut prefix = [0u8; 64];
         digits[..2].copy_from_slice(&hash.hex_into(&mut prefix)[..2]);
-        while let Some(entry) = entries.read() {
-            let entry = entry.map_err(|e| Error::io(&dir, std::io::Error::from(e)))?;
-            let name = entry.file_name().to_bytes();
+        for_each_entry(own.as_fd(), |name, kind, inode| {
             if name.len() != 62 {
-                continue; // `.`, `..`, temporary files
+                return Ok(()); // `.`, `..`, temporary files
             }
             digits[2..].copy_from_slice(name);
             if let Some(h) = Hash::from_hex(&digits) {
                 out.insert(
                     h,
                     Listed {
-                        inode: entry.ino(),
-                        is_file: entry.file_type() == FileType::RegularFile,
+                        inode,
+                        is_file: kind == FileType::RegularFile,
                     },
                 );
             }
-        }
+            Ok(())
+        })
+        .map_err(|e| Error::io(&dir, e))?;
         Ok(out)
     }
 
@@ -265,6 +272,36 @@ fn temp_name(name: &str) -> String {
     static PID: OnceLock<u32> = OnceLock::new();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!(".{name}.tmp-{}-{n}", PID.get_or_init(std::process::id))
+}
+
+/// Calls `each` with the name, type and inode number of every entry of the open folder `dir`
+/// (`.` and `..` included), reading from its current offset. Entries are read in 32 KiB
+/// `getdents` batches straight from the kernel's buffer, with no allocation per entry.
+///
+/// # Errors
+/// The listing's error, or the first one `each` returns.
+pub(crate) fn for_each_entry(
+    dir: BorrowedFd<'_>,
+    mut each: impl FnMut(&[u8], FileType, u64) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let mut buf = Vec::with_capacity(32 << 10);
+        let mut entries = rustix::fs::RawDir::new(dir, buf.spare_capacity_mut());
+        while let Some(entry) = entries.next() {
+            let entry = entry?;
+            each(entry.file_name().to_bytes(), entry.file_type(), entry.ino())?;
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let mut entries = Dir::read_from(dir)?;
+        while let Some(entry) = entries.read() {
+            let entry = entry?;
+            each(entry.file_name().to_bytes(), entry.file_type(), entry.ino())?;
+        }
+    }
+    Ok(())
 }
 
 /// An object's file name in its shard folder: the last 62 hex digits.

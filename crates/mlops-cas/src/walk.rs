@@ -14,9 +14,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use crate::error::{Error, Result};
+use crate::shards::for_each_entry;
 use crate::statcache::Stamp;
 
 /// A regular file, or a symbolic link to one, under a listed folder.
@@ -111,30 +112,31 @@ where
     T: Send,
     V: Fn(&FoundFile, At<'_>) -> Result<T> + Sync,
 {
-    let mut dir = Dir::new(fd).map_err(|e| Error::io(abs, e.into()))?;
+    let fd = fd.as_fd();
     let mut pending = Vec::new();
     let mut folders = Vec::new();
-    while let Some(entry) = dir.read() {
-        let entry = entry.map_err(|e| Error::io(abs, e.into()))?;
-        let raw = entry.file_name().to_bytes();
+    let mut failure = None;
+    for_each_entry(fd, |raw, kind, _| {
         if raw == b"." || raw == b".." {
-            continue;
+            return Ok(());
         }
         let path = abs.join(std::ffi::OsStr::from_bytes(raw));
         let Ok(name) = std::str::from_utf8(raw) else {
-            return Err(Error::BadPath {
+            failure = Some(Error::BadPath {
                 path,
                 reason: "has a name that is not valid UTF-8".to_owned(),
             });
+            return Err(std::io::ErrorKind::InvalidData.into());
         };
-        let kind = match entry.file_type() {
+        let kind = match kind {
             // Some file systems leave the type out of the listing.
-            FileType::Unknown => {
-                let fd = dir.fd().map_err(|e| Error::io(abs, e.into()))?;
-                let st = rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(|e| Error::io(&path, e.into()))?;
-                FileType::from_raw_mode(st.st_mode)
-            }
+            FileType::Unknown => match rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => FileType::from_raw_mode(st.st_mode),
+                Err(e) => {
+                    failure = Some(Error::io(&path, e.into()));
+                    return Err(std::io::ErrorKind::Other.into());
+                }
+            },
             known => known,
         };
         let rel = if prefix.is_empty() {
@@ -152,8 +154,9 @@ where
             }),
             _ => {}
         }
-    }
-    let fd = dir.fd().map_err(|e| Error::io(abs, e.into()))?;
+        Ok(())
+    })
+    .map_err(|e| failure.take().unwrap_or_else(|| Error::io(abs, e)))?;
     let one = |p: Pending| -> Result<(FoundFile, T)> {
         let name_at = p.name_at;
         let found = stat_at(fd, p)?;
@@ -170,13 +173,17 @@ where
         pending
             .into_par_iter()
             .with_min_len(STAT_CHUNK)
+            .with_max_len(STAT_CHUNK)
             .map(one)
             .collect::<Result<_>>()?
     } else {
         pending.into_iter().map(one).collect::<Result<_>>()?
     };
+    // One folder per task: a folder is a lot of work, and rayon's adaptive splitting would
+    // otherwise leave one thread with a run of folders at the end while the other idles.
     let nested: Vec<Vec<(FoundFile, T)>> = folders
         .into_par_iter()
+        .with_max_len(1)
         .map(|(rel, path)| {
             let name = &rel[rel.rfind('/').map_or(0, |i| i + 1)..];
             let sub = open_dir(fd, name, &path)?;
@@ -210,6 +217,7 @@ pub(crate) fn stamp_of(st: &rustix::fs::Stat) -> Stamp {
         mtime_ns: i128::from(st.st_mtime as i64) * 1_000_000_000
             + i128::from(st.st_mtime_nsec as i64),
         inode: st.st_ino as u64,
+        dev: st.st_dev as u64,
     }
 }
 
