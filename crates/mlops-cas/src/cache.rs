@@ -2,7 +2,8 @@
 //! against its hash when it enters.
 //!
 //! **Architecture Invariant:** an object file at its final path always has the content its name
-//! says. Objects arrive by an atomic operation (link, or rename of a verified temporary file), and
+//! says. Objects arrive by an atomic operation (a link of the hashed workspace file or of a
+//! verified unnamed file, or a rename of a verified temporary file), and
 //! an object whose stamp differs from the one recorded when it was verified is re-hashed before
 //! use ([`Cache::verify`]).
 
