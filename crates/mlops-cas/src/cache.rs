@@ -19,7 +19,11 @@ use crate::fsutil::{self, LinkKind};
 use crate::hash::{Hash, hash_file_sized};
 use crate::shards::{Listed, ShardDirs, object_name};
 use crate::statcache::{Stamp, StatCache};
-use crate::walk::{At, stamp_of};
+use crate::walk::{Source, stamp_of};
+
+/// Linking an open file (`AT_EMPTY_PATH`) was refused here: link by name.
+static LINK_OPEN_UNSUPPORTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 /// Where temporary files being written into the cache live (cleaned by `gc`).
 pub(crate) const TMP_DIR: &str = "tmp";
@@ -145,57 +149,77 @@ impl Cache {
 
     /// [`Cache::ingest`] for a workspace file named relative to its open folder. When hard links
     /// come first in `order` (once reflinks are known not to work here), that is one `linkat`
-    /// between the open folder and the open shard folder and one `stat` of the new object, with
-    /// no path walked; anything else goes through [`Cache::ingest`] with `shown`, the file's
-    /// path. `link` says the workspace entry is a symbolic link: its target is what is linked.
+    /// into the open shard folder and one `stat`, with no path walked: of the open file itself
+    /// when `src` has it (so exactly the inode that was hashed becomes the object), else by name
+    /// followed by a check that the name still is that inode. Anything else goes through
+    /// [`Cache::ingest`] with the file's path.
     ///
     /// # Errors
     /// As [`Cache::ingest`].
     pub(crate) fn ingest_at(
         &self,
-        src: At<'_>,
-        link: bool,
-        shown: &Path,
+        src: &Source<'_>,
         hash: &Hash,
         stamp: &Stamp,
         order: &[LinkKind],
     ) -> Result<Ingest> {
         if fsutil::first_usable(order) != Some(LinkKind::Hardlink) {
-            return self.ingest(shown, hash, stamp, order);
+            return self.ingest(src.shown, hash, stamp, order);
         }
         let shard = self.shards.get(hash, true)?;
         let mut buf = [0u8; 64];
         let name = object_name(hash, &mut buf);
-        let follow = if link {
-            AtFlags::SYMLINK_FOLLOW
-        } else {
-            AtFlags::empty()
+        let dest = || self.object_path(hash);
+        let linked_open = match src.open {
+            Some(file) if !LINK_OPEN_UNSUPPORTED.load(std::sync::atomic::Ordering::Relaxed) => {
+                match crate::shards::link_open(file, shard, name) {
+                    Ok(()) => Some(file),
+                    Err(rustix::io::Errno::EXIST) => return Ok(Ingest::Present),
+                    Err(_) => {
+                        LINK_OPEN_UNSUPPORTED.store(true, std::sync::atomic::Ordering::Relaxed);
+                        None
+                    }
+                }
+            }
+            _ => None,
         };
-        match rustix::fs::linkat(src.dir, src.name, shard, name, follow) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::EXIST) => return Ok(Ingest::Present),
-            Err(e) => {
-                fsutil::note_link_failure(LinkKind::Hardlink, &e.into());
-                return self.ingest(shown, hash, stamp, order);
+        if linked_open.is_none() {
+            let follow = if src.link {
+                AtFlags::SYMLINK_FOLLOW
+            } else {
+                AtFlags::empty()
+            };
+            match rustix::fs::linkat(src.at.dir, src.at.name, shard, name, follow) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::EXIST) => return Ok(Ingest::Present),
+                Err(e) => {
+                    fsutil::note_link_failure(LinkKind::Hardlink, &e.into());
+                    return self.ingest(src.shown, hash, stamp, order);
+                }
             }
         }
         // The object is the workspace file itself: it must be the very inode that was hashed,
         // unchanged since.
-        let dest = || self.object_path(hash);
-        let st = rustix::fs::statat(shard, name, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| Error::io(dest(), e.into()))?;
+        let st = match linked_open {
+            Some(file) => rustix::fs::fstat(file),
+            None => rustix::fs::statat(shard, name, AtFlags::SYMLINK_NOFOLLOW),
+        }
+        .map_err(|e| Error::io(dest(), e.into()))?;
         let now = stamp_of(&st);
         if now != *stamp {
             let _ = rustix::fs::unlinkat(shard, name, AtFlags::empty());
             return Err(Error::Invalid(format!(
                 "{} changed while it was being added; add it again",
-                shown.display()
+                src.shown.display()
             )));
         }
         if st.st_mode & 0o222 != 0 {
             let mode = Mode::from_raw_mode(st.st_mode & 0o7555);
-            rustix::fs::chmodat(shard, name, mode, AtFlags::empty())
-                .map_err(|e| Error::io(dest(), e.into()))?;
+            match linked_open {
+                Some(file) => rustix::fs::fchmod(file, mode),
+                None => rustix::fs::chmodat(shard, name, mode, AtFlags::empty()),
+            }
+            .map_err(|e| Error::io(dest(), e.into()))?;
         }
         Ok(Ingest::Added {
             kind: LinkKind::Hardlink,

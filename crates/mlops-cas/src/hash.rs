@@ -243,24 +243,31 @@ pub(crate) fn hash_file_known_len(path: &Path, len: u64) -> Result<Hash> {
     if len >= LARGE_FILE {
         return hash_file(path);
     }
-    let file = std::fs::File::open(path).at(path)?;
-    hash_exact(file, len, path)
+    let mut file = std::fs::File::open(path).at(path)?;
+    hash_exact(&mut file, len, path)
 }
 
 /// [`hash_file_known_len`] for a file named relative to its open folder (no path walk);
-/// `shown` is its path for errors and for large files.
+/// `shown` is its path for errors and for large files. A small file is returned still open,
+/// for linking exactly what was read.
 ///
 /// # Errors
 /// Fails when the file cannot be opened or read.
-pub(crate) fn hash_file_at(at: crate::walk::At<'_>, len: u64, shown: &Path) -> Result<Hash> {
+pub(crate) fn hash_file_at(
+    at: crate::walk::At<'_>,
+    len: u64,
+    shown: &Path,
+) -> Result<(Hash, Option<std::fs::File>)> {
     if len >= LARGE_FILE {
-        return hash_file(shown);
+        return Ok((hash_file(shown)?, None));
     }
-    hash_exact(at.open_read().at(shown)?, len, shown)
+    let mut file = at.open_read().at(shown)?;
+    let hash = hash_exact(&mut file, len, shown)?;
+    Ok((hash, Some(file)))
 }
 
 /// The hash of the first `len` bytes of a small file, read at once.
-fn hash_exact(mut file: std::fs::File, len: u64, shown: &Path) -> Result<Hash> {
+fn hash_exact(file: &mut std::fs::File, len: u64, shown: &Path) -> Result<Hash> {
     let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
     file.read_exact(&mut buf).at(shown)?;
     Ok(hash_bytes(&buf))

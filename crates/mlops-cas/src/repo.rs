@@ -285,19 +285,23 @@ impl Repo {
     /// parallel pass: one stat, one read and one link per file, spread over all cores.
     fn hash_dir(&self, abs: &Path, store: Option<&[LinkKind]>) -> Result<DirScan> {
         let visit = |f: &walk::FoundFile, at: walk::At<'_>| -> Result<(Hash, u64)> {
-            let hash = match self.stats.get(&f.stamp) {
-                Some(h) => h,
+            let (hash, open) = match self.stats.get(&f.stamp) {
+                Some(h) => (h, None),
                 None => {
-                    let h = crate::hash::hash_file_at(at, f.stamp.size, &f.abs)?;
+                    let (h, open) = crate::hash::hash_file_at(at, f.stamp.size, &f.abs)?;
                     self.stats.record(f.stamp, h);
-                    h
+                    (h, open)
                 }
             };
             let new = match store {
                 Some(order) => {
-                    let ingest = self
-                        .cache
-                        .ingest_at(at, f.link, &f.abs, &hash, &f.stamp, order)?;
+                    let src = walk::Source {
+                        at,
+                        open: open.as_ref(),
+                        link: f.link,
+                        shown: &f.abs,
+                    };
+                    let ingest = self.cache.ingest_at(&src, &hash, &f.stamp, order)?;
                     self.note_ingested(&hash, ingest)
                 }
                 None => 0,

@@ -196,7 +196,7 @@ impl<'a> NewObject<'a> {
     /// The error of linking or renaming; nothing is left behind under a temporary name.
     pub(crate) fn publish(self, name: &str) -> std::io::Result<()> {
         let Some(temp) = &self.temp_name else {
-            match link_unnamed(&self.file, self.dir, name) {
+            match link_open(&self.file, self.dir, name) {
                 Ok(()) => return Ok(()),
                 Err(rustix::io::Errno::EXIST) => {}
                 Err(_) => {
@@ -207,7 +207,7 @@ impl<'a> NewObject<'a> {
             }
             // Something is already at the name: link under a temporary name and rename over it.
             let temp = temp_name(name);
-            link_unnamed(&self.file, self.dir, &temp)?;
+            link_open(&self.file, self.dir, &temp)?;
             return rename_or_remove(self.dir, &temp, name);
         };
         rename_or_remove(self.dir, temp, name)
@@ -234,10 +234,18 @@ impl<'a> NewObject<'a> {
     }
 }
 
-/// Names an unnamed (`O_TMPFILE`) file: `linkat` with `AT_EMPTY_PATH`, which needs a capability
-/// on older kernels, else through `/proc/self/fd`.
+/// Gives an open file (an unnamed `O_TMPFILE` one, or any other) the name `name` in `dir`:
+/// `linkat` with `AT_EMPTY_PATH`, which needs a capability on kernels before 6.10, else through
+/// `/proc/self/fd`.
+///
+/// # Errors
+/// The link's error (`EEXIST` when the name is taken).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn link_unnamed(file: &std::fs::File, dir: BorrowedFd<'_>, name: &str) -> rustix::io::Result<()> {
+pub(crate) fn link_open(
+    file: &std::fs::File,
+    dir: BorrowedFd<'_>,
+    name: &str,
+) -> rustix::io::Result<()> {
     match rustix::fs::linkat(file, "", dir, name, AtFlags::EMPTY_PATH) {
         Err(rustix::io::Errno::PERM | rustix::io::Errno::NOENT | rustix::io::Errno::INVAL) => {
             let proc = format!("/proc/self/fd/{}", file.as_raw_fd());
@@ -253,9 +261,9 @@ fn link_unnamed(file: &std::fs::File, dir: BorrowedFd<'_>, name: &str) -> rustix
     }
 }
 
-/// Unnamed files are never created elsewhere.
+/// Elsewhere open files are linked by name instead.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn link_unnamed(_: &std::fs::File, _: BorrowedFd<'_>, _: &str) -> rustix::io::Result<()> {
+pub(crate) fn link_open(_: &std::fs::File, _: BorrowedFd<'_>, _: &str) -> rustix::io::Result<()> {
     Err(rustix::io::Errno::NOTSUP)
 }
 

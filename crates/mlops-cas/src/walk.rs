@@ -35,27 +35,6 @@ pub(crate) struct FoundFile {
     pub(crate) link: bool,
 }
 
-impl At<'_> {
-    /// Opens the file for reading, following a symbolic link, without updating its access time
-    /// where the system allows it (saves an inode write per file read).
-    ///
-    /// # Errors
-    /// The open's error.
-    pub(crate) fn open_read(self) -> std::io::Result<std::fs::File> {
-        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            // O_NOATIME is refused (EPERM) for files the caller does not own.
-            match rustix::fs::openat(self.dir, self.name, flags | OFlags::NOATIME, Mode::empty()) {
-                Ok(fd) => return Ok(fd.into()),
-                Err(rustix::io::Errno::PERM) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(rustix::fs::openat(self.dir, self.name, flags, Mode::empty())?.into())
-    }
-}
-
 /// Folders with more files than this stat them in parallel chunks of this size.
 const STAT_CHUNK: usize = 512;
 
@@ -82,6 +61,41 @@ pub(crate) struct At<'a> {
     pub(crate) name: &'a str,
 }
 
+/// A workspace file to put into the cache: where it is, and the file itself when it is still
+/// open from being hashed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Source<'a> {
+    /// Its open folder and name.
+    pub(crate) at: At<'a>,
+    /// The file as read for hashing, if still open.
+    pub(crate) open: Option<&'a std::fs::File>,
+    /// The directory entry is a symbolic link (to a file).
+    pub(crate) link: bool,
+    /// Its path, for errors and for ways of adding that go by path.
+    pub(crate) shown: &'a Path,
+}
+
+impl At<'_> {
+    /// Opens the file for reading, following a symbolic link, without updating its access time
+    /// where the system allows it (saves an inode write per file read).
+    ///
+    /// # Errors
+    /// The open's error.
+    pub(crate) fn open_read(self) -> std::io::Result<std::fs::File> {
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            // O_NOATIME is refused (EPERM) for files the caller does not own.
+            match rustix::fs::openat(self.dir, self.name, flags | OFlags::NOATIME, Mode::empty()) {
+                Ok(fd) => return Ok(fd.into()),
+                Err(rustix::io::Errno::PERM) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(rustix::fs::openat(self.dir, self.name, flags, Mode::empty())?.into())
+    }
+}
+
 /// Like [`list_files`], calling `visit` on each file (in parallel, in no particular order) while
 /// its folder is open, and returning what it returned beside each file, in manifest order.
 ///
@@ -92,7 +106,8 @@ where
     T: Send,
     V: Fn(&FoundFile, At<'_>) -> Result<T> + Sync,
 {
-    let fd = open_dir(rustix::fs::CWD, dir, dir)?;
+    // The tracked folder itself may be a link to a folder; nothing under it is followed.
+    let fd = open_dir(rustix::fs::CWD, dir, dir, true)?;
     let mut files = walk_dir(fd, dir, "", visit)?;
     files.par_sort_unstable_by(|a, b| a.0.rel.as_bytes().cmp(b.0.rel.as_bytes()));
     Ok(files)
@@ -186,7 +201,7 @@ where
         .with_max_len(1)
         .map(|(rel, path)| {
             let name = &rel[rel.rfind('/').map_or(0, |i| i + 1)..];
-            let sub = open_dir(fd, name, &path)?;
+            let sub = open_dir(fd, name, &path, false)?;
             walk_dir(sub, &path, &rel, visit)
         })
         .collect::<Result<_>>()?;
@@ -194,14 +209,17 @@ where
     Ok(files)
 }
 
-fn open_dir<P: rustix::path::Arg>(at: impl AsFd, name: P, shown: &Path) -> Result<OwnedFd> {
-    rustix::fs::openat(
-        at,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::io(shown, e.into()))
+fn open_dir<P: rustix::path::Arg>(
+    at: impl AsFd,
+    name: P,
+    shown: &Path,
+    follow: bool,
+) -> Result<OwnedFd> {
+    let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    if !follow {
+        flags |= OFlags::NOFOLLOW;
+    }
+    rustix::fs::openat(at, name, flags, Mode::empty()).map_err(|e| Error::io(shown, e.into()))
 }
 
 /// The stamp in a `stat` result (the same fields [`Stamp::of`] reads from `std`'s metadata).
@@ -321,6 +339,18 @@ mod tests {
         std::os::unix::fs::symlink(root.join("nowhere"), root.join("dangling")).unwrap();
         let err = list_files(&root).unwrap_err().to_string();
         assert!(err.contains("dangling"), "{err}");
+    }
+
+    #[test]
+    fn a_tracked_folder_may_itself_be_a_link_to_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("real/sub")).unwrap();
+        std::fs::write(dir.path().join("real/sub/f"), "x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("data")).unwrap();
+        let found = list_files(&dir.path().join("data")).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].rel, "sub/f");
+        assert_eq!(found[0].abs, dir.path().join("data/sub/f"));
     }
 
     #[test]

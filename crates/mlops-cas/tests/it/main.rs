@@ -310,3 +310,37 @@ fn hard_linked_objects_are_read_only_and_a_second_add_adds_nothing() {
         .unwrap();
     assert_eq!(again[0].new_objects, 0);
 }
+
+/// Re-adding after the cache was emptied finds every hash in the hash cache (nothing is read
+/// again) and links the files back by name: the objects come back whole.
+#[test]
+fn re_adding_into_an_emptied_cache_relinks_from_the_hash_cache() {
+    use std::os::unix::fs::MetadataExt;
+    let (d, repo) = repo();
+    for i in 0..200 {
+        write(
+            d.path(),
+            &format!("d/{}/f{i}", i % 4),
+            format!("again {i}").as_bytes(),
+        );
+    }
+    repo.add(&[d.path().join("d")]).unwrap();
+    drop(repo);
+    std::fs::remove_dir_all(d.path().join(".mlops/cache")).unwrap();
+    let repo = Repo::open(d.path()).unwrap();
+    let added = repo.add(&[d.path().join("d")]).unwrap();
+    assert_eq!(added[0].new_objects, 201);
+    for i in [0, 99, 199] {
+        let body = format!("again {i}");
+        let object = repo
+            .cache()
+            .object_path(&mlops_cas::hash_bytes(body.as_bytes()));
+        assert_eq!(std::fs::read(&object).unwrap(), body.as_bytes());
+        let work = d.path().join(format!("d/{}/f{i}", i % 4));
+        assert_eq!(
+            std::fs::metadata(&object).unwrap().ino(),
+            std::fs::metadata(&work).unwrap().ino()
+        );
+    }
+    assert!(repo.status().unwrap().is_empty());
+}
