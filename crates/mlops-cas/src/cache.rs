@@ -392,7 +392,7 @@ impl Cache {
     /// hash. When the cache's directory entry for such an object names that same inode (a hard
     /// link), the object *is* that file, already checked through its stamp, and it is not stat-ed
     /// again. Directory entries carry inode numbers, so a shard folder holding many wanted objects
-    /// is listed once instead of stat-ing each (see [`Cache::shard_listing_pays`]). Everything
+    /// is listed once instead of stat-ing each, when its size says that is cheaper. Everything
     /// else goes through [`Cache::verify`].
     pub fn verify_many<S: std::hash::BuildHasher + Sync>(
         &self,
