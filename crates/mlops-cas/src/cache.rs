@@ -70,9 +70,7 @@ impl Cache {
 
     /// The path an object with this hash has in the cache.
     pub fn object_path(&self, hash: &Hash) -> PathBuf {
-        let mut p = self.shards.path(hash);
-        p.push(object_name(hash, &mut [0u8; 64]));
-        p
+        self.shards.object_path(hash)
     }
 
     /// The cache's shard folders, opened once per process.
@@ -383,7 +381,36 @@ impl Cache {
     /// # Errors
     /// [`Error::MissingObject`] or [`Error::Corrupt`]; I/O errors.
     pub fn verify(&self, hash: &Hash, stats: &StatCache, for_path: &Path) -> Result<()> {
-        self.verify_stamp(hash, stats, for_path).map(|_| ())
+        let p = self.object_path(hash);
+        let stamp = match self.stamp_of_object(hash) {
+            Ok(stamp) => stamp,
+            // A shard folder opened earlier may have been replaced since: ask by path.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::metadata(&p) {
+                Ok(meta) => Stamp::of(&meta),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::MissingObject {
+                        hash: hash.to_string(),
+                        path: for_path.to_owned(),
+                    });
+                }
+                Err(e) => return Err(Error::io(&p, e)),
+            },
+            Err(e) => return Err(Error::io(&p, e)),
+        };
+        if stats.get(&stamp) == Some(*hash) {
+            return Ok(());
+        }
+        let (actual, _) = hash_file_sized(&p)?;
+        if actual != *hash {
+            self.quarantine(hash);
+            return Err(Error::Corrupt {
+                expected: hash.to_string(),
+                actual: actual.to_string(),
+                location: p.display().to_string(),
+            });
+        }
+        stats.record(stamp, actual);
+        Ok(())
     }
 
     /// [`Cache::verify`] for many objects at once, one result per hash, in order.
@@ -456,45 +483,6 @@ impl Cache {
         self.shards
             .dir_size(hash)
             .is_none_or(|size| size / ENTRY_BYTES <= LISTED_PER_SAVED_STAT * wanted as u64)
-    }
-
-    /// Like [`Cache::verify`], returning the object's stamp.
-    pub(crate) fn verify_stamp(
-        &self,
-        hash: &Hash,
-        stats: &StatCache,
-        for_path: &Path,
-    ) -> Result<Stamp> {
-        let p = self.object_path(hash);
-        let stamp = match self.stamp_of_object(hash) {
-            Ok(stamp) => stamp,
-            // A shard folder opened earlier may have been replaced since: ask by path.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::metadata(&p) {
-                Ok(meta) => Stamp::of(&meta),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(Error::MissingObject {
-                        hash: hash.to_string(),
-                        path: for_path.to_owned(),
-                    });
-                }
-                Err(e) => return Err(Error::io(&p, e)),
-            },
-            Err(e) => return Err(Error::io(&p, e)),
-        };
-        if stats.get(&stamp) == Some(*hash) {
-            return Ok(stamp);
-        }
-        let (actual, _) = hash_file_sized(&p)?;
-        if actual != *hash {
-            self.quarantine(hash);
-            return Err(Error::Corrupt {
-                expected: hash.to_string(),
-                actual: actual.to_string(),
-                location: p.display().to_string(),
-            });
-        }
-        stats.record(stamp, actual);
-        Ok(stamp)
     }
 
     /// The object's stamp, stat-ed relative to its open shard folder (following a link, as

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::os::fd::BorrowedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rayon::prelude::*;
 use rustix::fs::{Mode, OFlags};
@@ -19,11 +19,6 @@ use crate::statcache::StatCache;
 /// Objects read whole (rather than streamed) below this size.
 const WHOLE_READ: u64 = 64 << 20;
 
-fn object_path(root: &Path, hash: &Hash) -> PathBuf {
-    let h = hash.to_hex();
-    root.join("blake3").join(&h[..2]).join(&h[2..])
-}
-
 fn pool(jobs: usize) -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(jobs.max(1))
@@ -34,14 +29,14 @@ fn pool(jobs: usize) -> Result<rayon::ThreadPool> {
 /// The subset of `hashes` present in the folder remote at `root`: a few are stat-ed, many are
 /// found by listing the shard folders they fall in (in parallel).
 pub(crate) fn has(root: &Path, hashes: &[Hash]) -> Result<HashSet<Hash>> {
+    let remote = ShardDirs::new(root.to_owned());
     if hashes.len() <= 64 {
         return Ok(hashes
             .iter()
-            .filter(|h| object_path(root, h).is_file())
+            .filter(|h| remote.object_path(h).is_file())
             .copied()
             .collect());
     }
-    let remote = ShardDirs::new(root.to_owned());
     let mut shards: Vec<Hash> = hashes.to_vec();
     shards.sort_unstable_by_key(|h| h.as_bytes()[0]);
     shards.dedup_by_key(|h| h.as_bytes()[0]);
@@ -89,7 +84,7 @@ pub(crate) fn upload(
                 let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
                 let (src_dir, name) = object_at(cache.shards(), hash, &mut a, false)?;
                 let (dest_dir, _) = object_at(&remote, hash, &mut b, true)?;
-                let dest = || object_path(root, hash);
+                let dest = || remote.object_path(hash);
                 let mut input = open_read(src_dir, name).at(&cache.object_path(hash))?;
                 let mut out = NewObject::create(dest_dir, name).at(&dest())?;
                 if let Err(e) = std::io::copy(&mut input, &mut out.file) {
@@ -126,7 +121,7 @@ pub(crate) fn download(
             .with_max_len(crate::repo::PER_TASK)
             .try_for_each(|(hash, _)| {
                 let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
-                let src = object_path(root, hash);
+                let src = remote.object_path(hash);
                 let (src_dir, name) = match object_at(&remote, hash, &mut a, false) {
                     Err(Error::Io { source, .. })
                         if source.kind() == std::io::ErrorKind::NotFound =>

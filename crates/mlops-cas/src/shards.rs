@@ -51,6 +51,13 @@ impl ShardDirs {
         p
     }
 
+    /// The path of the object `hash` in this store.
+    pub(crate) fn object_path(&self, hash: &Hash) -> PathBuf {
+        let mut p = self.path(hash);
+        p.push(object_name(hash, &mut [0u8; 64]));
+        p
+    }
+
     /// `hash`'s shard folder, opened once per process; with `create`, made first when missing.
     ///
     /// # Errors
