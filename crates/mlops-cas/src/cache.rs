@@ -365,12 +365,7 @@ impl Cache {
         };
         let actual = crate::hash::hash_bytes(&bytes);
         if actual != *hash {
-            self.quarantine(hash);
-            return Err(Error::Corrupt {
-                expected: hash.to_string(),
-                actual: actual.to_string(),
-                location: p.display().to_string(),
-            });
+            return Err(self.quarantined(hash, &actual, &p));
         }
         Ok(bytes)
     }
@@ -402,12 +397,7 @@ impl Cache {
         }
         let (actual, _) = hash_file_sized(&p)?;
         if actual != *hash {
-            self.quarantine(hash);
-            return Err(Error::Corrupt {
-                expected: hash.to_string(),
-                actual: actual.to_string(),
-                location: p.display().to_string(),
-            });
+            return Err(self.quarantined(hash, &actual, &p));
         }
         stats.record(stamp, actual);
         Ok(())
@@ -494,6 +484,17 @@ impl Cache {
         })?;
         let st = rustix::fs::statat(dir, object_name(hash, &mut [0u8; 64]), AtFlags::empty())?;
         Ok(stamp_of(&st))
+    }
+
+    /// The error for the object `hash` at `path` found to hold `actual` instead, after moving it
+    /// out of the way ([`Cache::quarantine`]).
+    fn quarantined(&self, hash: &Hash, actual: &Hash, path: &Path) -> Error {
+        self.quarantine(hash);
+        Error::Corrupt {
+            expected: hash.to_string(),
+            actual: actual.to_string(),
+            location: path.display().to_string(),
+        }
     }
 
     /// Moves a corrupt object out of the way (to `corrupt/`), so a later fetch can bring a good
