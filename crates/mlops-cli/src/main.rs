@@ -58,7 +58,9 @@ impl GlobalArgs {
                         dir.display()
                     )));
                 }
-                Ok(dir.clone())
+                // Relative paths on the command line are taken against this folder, so it must
+                // be absolute itself: `-C ws add data` means `ws/data`, not `ws/ws/data`.
+                Ok(std::path::absolute(dir)?)
             }
             None => Ok(std::env::current_dir()?),
         }

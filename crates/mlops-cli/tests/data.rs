@@ -148,6 +148,34 @@ fn add_status_checkout_roundtrip() {
 }
 
 #[test]
+fn a_relative_dash_c_folder_is_where_relative_paths_start() {
+    let d = repo();
+    let parent = d.path().parent().unwrap();
+    let name = d.path().file_name().unwrap();
+    // `-C <repo> add data/train.csv` run from the repository's parent: the path is taken
+    // inside the -C folder, once, not joined onto it a second time.
+    let mut add = Command::cargo_bin("mlops").unwrap();
+    add.current_dir(parent)
+        .arg("-C")
+        .arg(name)
+        .args(["add", "data/train.csv"])
+        .env_remove("RUST_LOG")
+        .assert()
+        .success();
+    assert!(d.path().join("data/train.csv.mlops").is_file());
+    let mut missing = Command::cargo_bin("mlops").unwrap();
+    missing
+        .current_dir(parent)
+        .arg("-C")
+        .arg(name)
+        .args(["add", "data/absent.csv"])
+        .env_remove("RUST_LOG")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("data/absent.csv"));
+}
+
+#[test]
 fn modified_file_is_reported_and_readded() {
     let d = repo();
     mlops(d.path())
