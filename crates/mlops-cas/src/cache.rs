@@ -162,7 +162,7 @@ impl Cache {
         order: &[LinkKind],
     ) -> Result<Ingest> {
         if fsutil::first_usable(order) != Some(LinkKind::Hardlink) {
-            return self.ingest(src.shown, hash, stamp, order);
+            return self.ingest(&src.at.path(), hash, stamp, order);
         }
         let shard = self.shards.get(hash, true)?;
         let mut buf = [0u8; 64];
@@ -192,7 +192,7 @@ impl Cache {
                 Err(rustix::io::Errno::EXIST) => return Ok(Ingest::Present),
                 Err(e) => {
                     fsutil::note_link_failure(LinkKind::Hardlink, &e.into());
-                    return self.ingest(src.shown, hash, stamp, order);
+                    return self.ingest(&src.at.path(), hash, stamp, order);
                 }
             }
         }
@@ -208,7 +208,7 @@ impl Cache {
             let _ = rustix::fs::unlinkat(shard, name, AtFlags::empty());
             return Err(Error::Invalid(format!(
                 "{} changed while it was being added; add it again",
-                src.shown.display()
+                src.at.path().display()
             )));
         }
         if st.st_mode & 0o222 != 0 {
@@ -583,7 +583,7 @@ fn by_shard<T: Send>(hashes: &[Hash], each: impl Fn(&[Hash]) -> Vec<T> + Sync) -
     for (i, h) in hashes.iter().enumerate() {
         groups[usize::from(h.as_bytes()[0])].push(i);
     }
-    let mut answers: Vec<(usize, T)> = groups
+    let answers: Vec<(usize, T)> = groups
         .into_par_iter()
         .with_max_len(1)
         .filter(|group| !group.is_empty())
@@ -592,8 +592,14 @@ fn by_shard<T: Send>(hashes: &[Hash], each: impl Fn(&[Hash]) -> Vec<T> + Sync) -
             group.into_iter().zip(each(&wanted))
         })
         .collect();
-    answers.sort_unstable_by_key(|(i, _)| *i);
-    answers.into_iter().map(|(_, a)| a).collect()
+    // Each index comes back once: put each answer in its place (no sort of large answers).
+    let mut placed: Vec<Option<T>> = std::iter::repeat_with(|| None)
+        .take(hashes.len())
+        .collect();
+    for (i, a) in answers {
+        placed[i] = Some(a);
+    }
+    placed.into_iter().flatten().collect()
 }
 
 #[cfg(test)]

@@ -284,11 +284,14 @@ impl Repo {
     /// also put into the cache (linked per that order) as soon as it is hashed, in the same
     /// parallel pass: one stat, one read and one link per file, spread over all cores.
     fn hash_dir(&self, abs: &Path, store: Option<&[LinkKind]>) -> Result<DirScan> {
-        let visit = |f: &walk::FoundFile, at: walk::At<'_>| -> Result<(Hash, u64)> {
+        let visit = |f: &walk::FoundFile,
+                     at: walk::At<'_>,
+                     opened: Option<std::fs::File>|
+         -> Result<(Hash, u64)> {
             let (hash, open) = match self.stats.get(&f.stamp) {
-                Some(h) => (h, None),
+                Some(h) => (h, opened),
                 None => {
-                    let (h, open) = crate::hash::hash_file_at(at, f.stamp.size, &f.abs)?;
+                    let (h, open) = crate::hash::hash_file_at(at, f.stamp.size, opened)?;
                     self.stats.record(f.stamp, h);
                     (h, open)
                 }
@@ -299,7 +302,6 @@ impl Repo {
                         at,
                         open: open.as_ref(),
                         link: f.link,
-                        shown: &f.abs,
                     };
                     let ingest = self.cache.ingest_at(&src, &hash, &f.stamp, order)?;
                     self.note_ingested(&hash, ingest)
@@ -308,7 +310,9 @@ impl Repo {
             };
             Ok((hash, new))
         };
-        let done = walk::walk_files(abs, &visit)?;
+        // A file the hash cache has never seen will be read: open it rather than stat it.
+        let unknown = |dev: u64, inode: u64| !self.stats.knows(dev, inode);
+        let done = walk::walk_files(abs, &unknown, &visit)?;
         let mut entries = Vec::with_capacity(done.len());
         let mut stamps = Vec::with_capacity(done.len());
         let mut new_objects = 0;
@@ -797,7 +801,7 @@ impl Repo {
             Vec::new()
         };
         for f in &extra {
-            self.guard_unsaved(&f.abs, false, f.stamp, force)?;
+            self.guard_unsaved(&t.payload.join(&f.rel), false, f.stamp, force)?;
         }
         // A folder that is not there at all has no file to compare or guard: skip a stat per file.
         let fresh = matches!(std::fs::symlink_metadata(&t.payload), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
@@ -849,7 +853,8 @@ impl Repo {
             })
             .try_reduce(|| 0, |a, b| Ok(a + b))?;
         for f in extra {
-            std::fs::remove_file(&f.abs).at(&f.abs)?;
+            let path = t.payload.join(&f.rel);
+            std::fs::remove_file(&path).at(&path)?;
         }
         Ok(written)
     }

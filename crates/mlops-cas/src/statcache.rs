@@ -162,6 +162,22 @@ impl StatCache {
         }
     }
 
+    /// Whether any hash is known for the file with this device and inode, whatever its size
+    /// and mtime were: when not, the file will have to be read.
+    pub fn knows(&self, dev: u64, inode: u64) -> bool {
+        let key = (dev, inode);
+        if self.any_added.load(Ordering::Acquire) {
+            let added = match self.added.read() {
+                Ok(added) => added.contains_key(&key),
+                Err(p) => p.into_inner().contains_key(&key),
+            };
+            if added {
+                return true;
+            }
+        }
+        self.loaded().index.contains_key(&key)
+    }
+
     /// Records a freshly computed hash of the file with this stamp (safe to call from many
     /// threads).
     pub fn record(&self, stamp: Stamp, hash: Hash) {
@@ -459,6 +475,22 @@ mod tests {
 
     /// A hard-linked workspace file and its cache object are one file: recording either answers
     /// for both, whatever path they are looked up under.
+    #[test]
+    fn knows_a_file_by_identity_whatever_its_size_and_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hashes");
+        let c = StatCache::load(&f);
+        let s = stamp(5);
+        assert!(!c.knows(s.dev, s.inode));
+        c.record(s, hash_bytes(b"x"));
+        assert!(c.knows(s.dev, s.inode), "recorded by this process");
+        c.save().unwrap();
+        let c = StatCache::load(&f);
+        assert!(c.knows(s.dev, s.inode), "loaded from the file");
+        assert!(!c.knows(s.dev, s.inode + 1));
+        assert!(!c.knows(s.dev + 1, s.inode));
+    }
+
     #[test]
     fn hard_links_share_their_entry() {
         let dir = tempfile::tempdir().unwrap();

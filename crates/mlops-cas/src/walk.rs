@@ -25,8 +25,6 @@ use crate::statcache::Stamp;
 pub(crate) struct FoundFile {
     /// Path relative to the listed folder, `/`-separated.
     pub(crate) rel: String,
-    /// Absolute path.
-    pub(crate) abs: PathBuf,
     /// Size, modification time and inode (of the link's target for a symbolic link).
     pub(crate) stamp: Stamp,
     /// Any execute bit is set.
@@ -46,7 +44,7 @@ const STAT_CHUNK: usize = 512;
 /// [`Error::BadPath`] for a name that is not UTF-8 or a link to a folder; I/O errors naming the
 /// path.
 pub(crate) fn list_files(dir: &Path) -> Result<Vec<FoundFile>> {
-    Ok(walk_files(dir, &|_, _| Ok(()))?
+    Ok(walk_files(dir, &|_, _| false, &|_, _, _| Ok(()))?
         .into_iter()
         .map(|(f, ())| f)
         .collect())
@@ -59,6 +57,8 @@ pub(crate) struct At<'a> {
     pub(crate) dir: BorrowedFd<'a>,
     /// The file's name in it (one component).
     pub(crate) name: &'a str,
+    /// The folder's path, for messages and for what goes by path.
+    pub(crate) folder: &'a Path,
 }
 
 /// A workspace file to put into the cache: where it is, and the file itself when it is still
@@ -71,18 +71,26 @@ pub(crate) struct Source<'a> {
     pub(crate) open: Option<&'a std::fs::File>,
     /// The directory entry is a symbolic link (to a file).
     pub(crate) link: bool,
-    /// Its path, for errors and for ways of adding that go by path.
-    pub(crate) shown: &'a Path,
 }
 
 impl At<'_> {
+    /// The file's path (built on demand: most files never need it).
+    pub(crate) fn path(&self) -> PathBuf {
+        self.folder.join(self.name)
+    }
+
     /// Opens the file for reading, following a symbolic link, without updating its access time
     /// where the system allows it (saves an inode write per file read).
     ///
     /// # Errors
     /// The open's error.
     pub(crate) fn open_read(self) -> std::io::Result<std::fs::File> {
-        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+        self.open_with(OFlags::empty())
+    }
+
+    /// Like [`At::open_read`], with `extra` flags (such as `O_NOFOLLOW`).
+    fn open_with(self, extra: OFlags) -> std::io::Result<std::fs::File> {
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC | extra;
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
             // O_NOATIME is refused (EPERM) for files the caller does not own.
@@ -96,49 +104,68 @@ impl At<'_> {
     }
 }
 
+/// Whether the walk should open the file with this (device, inode) from its listing instead of
+/// stat-ing it: when the caller will read it anyway, an open and an `fstat` of the open file
+/// replace a `stat` by name and the open, which saves a name lookup per file.
+pub(crate) type OpenFirst<'a> = dyn Fn(u64, u64) -> bool + Sync + 'a;
+
 /// Like [`list_files`], calling `visit` on each file (in parallel, in no particular order) while
 /// its folder is open, and returning what it returned beside each file, in manifest order.
+/// A regular file for which `open_first(device, inode from the listing)` is true is opened
+/// rather than stat-ed, and handed to `visit` open; its stamp is that of the open file.
 ///
 /// # Errors
 /// As [`list_files`], and the first error `visit` returns.
-pub(crate) fn walk_files<T, V>(dir: &Path, visit: &V) -> Result<Vec<(FoundFile, T)>>
+pub(crate) fn walk_files<T, V>(
+    dir: &Path,
+    open_first: &OpenFirst<'_>,
+    visit: &V,
+) -> Result<Vec<(FoundFile, T)>>
 where
     T: Send,
-    V: Fn(&FoundFile, At<'_>) -> Result<T> + Sync,
+    V: Fn(&FoundFile, At<'_>, Option<std::fs::File>) -> Result<T> + Sync,
 {
     // The tracked folder itself may be a link to a folder; nothing under it is followed.
     let fd = open_dir(rustix::fs::CWD, dir, dir, true)?;
-    let mut files = walk_dir(fd, dir, "", visit)?;
-    files.par_sort_unstable_by(|a, b| a.0.rel.as_bytes().cmp(b.0.rel.as_bytes()));
-    Ok(files)
+    walk_dir(fd, dir, "", open_first, visit)
 }
 
 /// A file found in a listing, not yet stat-ed.
 struct Pending {
     rel: String,
-    abs: PathBuf,
     /// Where the file's own name starts in `rel`.
     name_at: usize,
     link: bool,
+    /// The inode number the listing gave.
+    ino: u64,
 }
 
-fn walk_dir<T, V>(fd: OwnedFd, abs: &Path, prefix: &str, visit: &V) -> Result<Vec<(FoundFile, T)>>
+/// One folder's files and sub-folders, in manifest order. Sorting each folder's own entries
+/// (a sub-folder `d` as `d/`, which is where its files fall in byte order) and concatenating
+/// gives the order of the whole tree, with no sort of all files at the end.
+fn walk_dir<T, V>(
+    fd: OwnedFd,
+    abs: &Path,
+    prefix: &str,
+    open_first: &OpenFirst<'_>,
+    visit: &V,
+) -> Result<Vec<(FoundFile, T)>>
 where
     T: Send,
-    V: Fn(&FoundFile, At<'_>) -> Result<T> + Sync,
+    V: Fn(&FoundFile, At<'_>, Option<std::fs::File>) -> Result<T> + Sync,
 {
     let fd = fd.as_fd();
     let mut pending = Vec::new();
-    let mut folders = Vec::new();
+    // Sub-folders as `rel/`, the key they sort under among the files.
+    let mut folders: Vec<String> = Vec::new();
     let mut failure = None;
-    for_each_entry(fd, |raw, kind, _| {
+    for_each_entry(fd, |raw, kind, ino| {
         if raw == b"." || raw == b".." {
             return Ok(());
         }
-        let path = abs.join(std::ffi::OsStr::from_bytes(raw));
         let Ok(name) = std::str::from_utf8(raw) else {
             failure = Some(Error::BadPath {
-                path,
+                path: abs.join(std::ffi::OsStr::from_bytes(raw)),
                 reason: "has a name that is not valid UTF-8".to_owned(),
             });
             return Err(std::io::ErrorKind::InvalidData.into());
@@ -148,43 +175,80 @@ where
             FileType::Unknown => match rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => FileType::from_raw_mode(st.st_mode),
                 Err(e) => {
-                    failure = Some(Error::io(&path, e.into()));
+                    failure = Some(Error::io(&abs.join(name), e.into()));
                     return Err(std::io::ErrorKind::Other.into());
                 }
             },
             known => known,
         };
-        let rel = if prefix.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{prefix}/{name}")
-        };
+        let mut rel = String::with_capacity(prefix.len() + name.len() + 2);
+        if !prefix.is_empty() {
+            rel.push_str(prefix);
+            rel.push('/');
+        }
+        rel.push_str(name);
         match kind {
-            FileType::Directory => folders.push((rel, path)),
+            FileType::Directory => {
+                rel.push('/');
+                folders.push(rel);
+            }
             FileType::RegularFile | FileType::Symlink => pending.push(Pending {
                 name_at: rel.len() - name.len(),
                 rel,
-                abs: path,
                 link: kind == FileType::Symlink,
+                ino,
             }),
             _ => {}
         }
         Ok(())
     })
     .map_err(|e| failure.take().unwrap_or_else(|| Error::io(abs, e)))?;
+    if pending.len() > STAT_CHUNK {
+        pending.par_sort_unstable_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
+    } else {
+        pending.sort_unstable_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
+    }
+    folders.sort_unstable();
+    // The device of every file listed here (a mount point inside would be a folder).
+    let dev = if pending.is_empty() {
+        0
+    } else {
+        dev_of(&rustix::fs::fstat(fd).map_err(|e| Error::io(abs, e.into()))?)
+    };
     let one = |p: Pending| -> Result<(FoundFile, T)> {
+        let opened = if !p.link && open_first(dev, p.ino) {
+            // A file that became a link or went away since the listing: the stat below says so.
+            At {
+                dir: fd,
+                name: &p.rel[p.name_at..],
+                folder: abs,
+            }
+            .open_with(OFlags::NOFOLLOW)
+            .ok()
+        } else {
+            None
+        };
         let name_at = p.name_at;
-        let found = stat_at(fd, p)?;
+        let found = match &opened {
+            Some(file) => {
+                let st = rustix::fs::fstat(file)
+                    .map_err(|e| Error::io(&abs.join(&p.rel[p.name_at..]), e.into()))?;
+                found_from(p, &st, abs)?
+            }
+            None => stat_at(fd, p, abs)?,
+        };
         let out = visit(
             &found,
             At {
                 dir: fd,
                 name: &found.rel[name_at..],
+                folder: abs,
             },
+            opened,
         )?;
         Ok((found, out))
     };
-    let mut files: Vec<(FoundFile, T)> = if pending.len() > STAT_CHUNK {
+    let files: Vec<(FoundFile, T)> = if pending.len() > STAT_CHUNK {
         pending
             .into_par_iter()
             .with_min_len(STAT_CHUNK)
@@ -197,16 +261,31 @@ where
     // One folder per task: a folder is a lot of work, and rayon's adaptive splitting would
     // otherwise leave one thread with a run of folders at the end while the other idles.
     let nested: Vec<Vec<(FoundFile, T)>> = folders
-        .into_par_iter()
+        .par_iter()
         .with_max_len(1)
-        .map(|(rel, path)| {
+        .map(|key| {
+            let rel = &key[..key.len() - 1];
             let name = &rel[rel.rfind('/').map_or(0, |i| i + 1)..];
+            let path = abs.join(name);
             let sub = open_dir(fd, name, &path, false)?;
-            walk_dir(sub, &path, &rel, visit)
+            walk_dir(sub, &path, rel, open_first, visit)
         })
         .collect::<Result<_>>()?;
-    files.extend(nested.into_iter().flatten());
-    Ok(files)
+    if nested.is_empty() {
+        return Ok(files);
+    }
+    // Merge: files and folders are each sorted; a folder's files go where `name/` sorts.
+    let total = files.len() + nested.iter().map(Vec::len).sum::<usize>();
+    let mut out = Vec::with_capacity(total);
+    let mut files = files.into_iter().peekable();
+    for (key, sub) in folders.iter().zip(nested) {
+        while let Some(f) = files.next_if(|f| f.0.rel.as_bytes() < key.as_bytes()) {
+            out.push(f);
+        }
+        out.extend(sub);
+    }
+    out.extend(files);
+    Ok(out)
 }
 
 fn open_dir<P: rustix::path::Arg>(
@@ -239,19 +318,33 @@ pub(crate) fn stamp_of(st: &rustix::fs::Stat) -> Stamp {
     }
 }
 
+/// The device in a `stat` result.
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "`st_dev` is u64 on some platforms and not on others"
+)]
+fn dev_of(st: &rustix::fs::Stat) -> u64 {
+    st.st_dev as u64
+}
+
 /// Stats one listed file relative to its open folder (through the link for a symbolic link).
-fn stat_at(dir: BorrowedFd<'_>, p: Pending) -> Result<FoundFile> {
+fn stat_at(dir: BorrowedFd<'_>, p: Pending, folder: &Path) -> Result<FoundFile> {
     let flags = if p.link {
         AtFlags::empty()
     } else {
         AtFlags::SYMLINK_NOFOLLOW
     };
     let st = rustix::fs::statat(dir, &p.rel[p.name_at..], flags)
-        .map_err(|e| Error::io(&p.abs, e.into()))?;
+        .map_err(|e| Error::io(&folder.join(&p.rel[p.name_at..]), e.into()))?;
+    found_from(p, &st, folder)
+}
+
+/// The found file for a listed one and what `stat` said of it: refused unless a regular file.
+fn found_from(p: Pending, st: &rustix::fs::Stat, folder: &Path) -> Result<FoundFile> {
     let kind = FileType::from_raw_mode(st.st_mode);
     if kind != FileType::RegularFile {
         return Err(Error::BadPath {
-            path: p.abs,
+            path: folder.join(&p.rel[p.name_at..]),
             reason: match (p.link, kind) {
                 (true, FileType::Directory) => "is a link to a folder; mlops tracks files, link targets are not followed into folders",
                 (true, _) => "is a link to something that is not a regular file",
@@ -261,11 +354,10 @@ fn stat_at(dir: BorrowedFd<'_>, p: Pending) -> Result<FoundFile> {
         });
     }
     Ok(FoundFile {
-        stamp: stamp_of(&st),
+        stamp: stamp_of(st),
         exec: st.st_mode & 0o111 != 0,
         link: p.link,
         rel: p.rel,
-        abs: p.abs,
     })
 }
 
@@ -289,12 +381,79 @@ mod tests {
         let rels: Vec<&str> = found.iter().map(|f| f.rel.as_str()).collect();
         assert_eq!(rels, ["a-c", "a/b", "a/d/e", "m/n/o/p", "z"]);
         for f in &found {
-            let meta = std::fs::symlink_metadata(&f.abs).unwrap();
-            assert_eq!(f.abs, root.join(&f.rel));
+            let meta = std::fs::symlink_metadata(root.join(&f.rel)).unwrap();
             assert_eq!(f.stamp, Stamp::of(&meta));
             assert_eq!(f.exec, meta.mode() & 0o111 != 0, "{}", f.rel);
         }
         assert!(found.iter().find(|f| f.rel == "z").unwrap().exec);
+    }
+
+    #[test]
+    fn folders_merge_with_files_in_byte_order_at_every_depth() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // '.' (0x2e) < '/' (0x2f) < '0' (0x30): `a.x` comes before `a/...`, `a0` after it.
+        let rels = [
+            "a.x", "a/0", "a/b.c", "a/b/c", "a/b0", "a0", "b", "b-/x", "b./y", "b0/z", "c/d/e/f",
+        ];
+        for rel in rels {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, rel).unwrap();
+        }
+        let found = list_files(root).unwrap();
+        let got: Vec<&str> = found.iter().map(|f| f.rel.as_str()).collect();
+        let mut want = rels.to_vec();
+        want.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn files_opened_first_have_the_stamp_of_a_stat_and_reach_the_visitor_open() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/plain"), "plain").unwrap();
+        std::fs::write(root.join("known"), "known").unwrap();
+        std::os::unix::fs::symlink(root.join("known"), root.join("link")).unwrap();
+        let known_ino = std::fs::metadata(root.join("known")).unwrap().ino();
+        // Every file but `known` is "unknown" and so opened by the walk; links never are.
+        let asked = std::sync::Mutex::new(Vec::new());
+        let open_first = |_dev: u64, ino: u64| {
+            asked.lock().unwrap().push(ino);
+            ino != known_ino
+        };
+        let found = walk_files(root, &open_first, &|f, at, opened| {
+            let content = match opened {
+                Some(mut file) => {
+                    let mut s = String::new();
+                    file.read_to_string(&mut s).unwrap();
+                    Some(s)
+                }
+                None => None,
+            };
+            assert_eq!(at.path(), root.join(&f.rel));
+            Ok(content)
+        })
+        .unwrap();
+        let seen: Vec<(&str, Option<&str>)> = found
+            .iter()
+            .map(|(f, c)| (f.rel.as_str(), c.as_deref()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("known", None),
+                ("link", None),
+                ("sub/plain", Some("plain"))
+            ]
+        );
+        for (f, _) in &found {
+            let meta = std::fs::metadata(root.join(&f.rel)).unwrap();
+            assert_eq!(f.stamp, Stamp::of(&meta), "{}", f.rel);
+        }
+        assert_eq!(asked.lock().unwrap().len(), 2, "links are not offered");
     }
 
     #[test]
@@ -350,7 +509,6 @@ mod tests {
         let found = list_files(&dir.path().join("data")).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].rel, "sub/f");
-        assert_eq!(found[0].abs, dir.path().join("data/sub/f"));
     }
 
     #[test]
