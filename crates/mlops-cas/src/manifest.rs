@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -43,7 +44,10 @@ impl Manifest {
     /// # Errors
     /// [`Error::Invalid`] naming the offending path.
     pub fn new(mut entries: Vec<ManifestEntry>) -> Result<Self> {
-        entries.sort_unstable_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+        // A folder listing arrives sorted already; checking is one pass, sorting is more.
+        if !entries.is_sorted_by(|a, b| a.path.as_bytes() <= b.path.as_bytes()) {
+            entries.sort_unstable_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+        }
         let m = Self {
             version: 1,
             entries,
@@ -55,27 +59,30 @@ impl Manifest {
     /// The canonical bytes of this manifest (what its hash is of).
     pub fn to_bytes(&self) -> Vec<u8> {
         // Exactly what `serde_json::to_vec(self)` writes (a property test holds them equal),
-        // written directly: a 20,000-entry manifest is hashed by every `status`.
+        // written directly: a 20,000-entry manifest is hashed by every `status`. A large one is
+        // written in pieces on all cores and joined.
         let mut out = Vec::with_capacity(32 + self.entries.len() * 140);
         out.extend_from_slice(b"{\"version\":");
         out.extend_from_slice(self.version.to_string().as_bytes());
         out.extend_from_slice(b",\"entries\":[");
-        let mut hash = [0u8; 71];
-        let mut number = [0u8; 20];
-        for (i, e) in self.entries.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
+        if self.entries.len() >= PARALLEL_FROM {
+            let pieces: Vec<Vec<u8>> = self
+                .entries
+                .par_chunks(PIECE)
+                .map(|piece| {
+                    let mut v = Vec::with_capacity(piece.len() * 140);
+                    write_entries(&mut v, piece);
+                    v
+                })
+                .collect();
+            for (i, piece) in pieces.iter().enumerate() {
+                // Each piece starts with its first entry's separating comma.
+                out.extend_from_slice(if i == 0 { &piece[1..] } else { piece });
             }
-            out.extend_from_slice(b"{\"path\":");
-            write_json_str(&mut out, &e.path);
-            out.extend_from_slice(b",\"hash\":\"");
-            out.extend_from_slice(e.hash.text(&mut hash).as_bytes());
-            out.extend_from_slice(b"\",\"size\":");
-            out.extend_from_slice(format_u64(e.size, &mut number));
-            if e.exec {
-                out.extend_from_slice(b",\"exec\":true");
-            }
-            out.push(b'}');
+        } else if !self.entries.is_empty() {
+            let start = out.len();
+            write_entries(&mut out, &self.entries);
+            out.remove(start);
         }
         out.extend_from_slice(b"]}");
         out
@@ -109,38 +116,20 @@ impl Manifest {
     }
 
     fn validate(&self) -> Result<()> {
-        for e in &self.entries {
-            check_entry_path(&e.path)?;
+        let entries = &self.entries;
+        if entries.len() < PARALLEL_FROM {
+            return check_run(entries);
         }
-        for pair in self.entries.windows(2) {
-            match pair[0].path.as_bytes().cmp(pair[1].path.as_bytes()) {
-                std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => {
-                    return Err(Error::Invalid(format!(
-                        "manifest has a duplicate entry `{}`",
-                        pair[0].path
-                    )));
-                }
-                std::cmp::Ordering::Greater => {
-                    return Err(Error::Invalid(format!(
-                        "manifest entries are not sorted (`{}` before `{}`)",
-                        pair[0].path, pair[1].path
-                    )));
-                }
-            }
-        }
-        // A file and a folder of the same name (`a` and `a/b`) cannot both exist.
-        for pair in self.entries.windows(2) {
-            if let Some(rest) = pair[1].path.strip_prefix(&pair[0].path)
-                && rest.starts_with('/')
-            {
-                return Err(Error::Invalid(format!(
-                    "manifest entry `{}` is both a file and a folder",
-                    pair[0].path
-                )));
-            }
-        }
-        Ok(())
+        // Pieces overlap by one entry so that every neighbouring pair is checked; the first
+        // error in entry order is reported, as a single pass would.
+        let results: Vec<Result<()>> = (0..entries.len().div_ceil(PIECE))
+            .into_par_iter()
+            .map(|i| {
+                let start = i * PIECE;
+                check_run(&entries[start..(start + PIECE + 1).min(entries.len())])
+            })
+            .collect();
+        results.into_iter().collect()
     }
 
     /// The entry's path under `base`.
@@ -195,6 +184,60 @@ fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
         if n == 0 {
             return &buf[at..];
         }
+    }
+}
+
+/// Manifests with at least this many entries are checked and written in parallel pieces.
+const PARALLEL_FROM: usize = 4096;
+/// Entries per parallel piece.
+const PIECE: usize = 2048;
+
+/// Checks a run of neighbouring entries: each path is safe, each pair is in strictly increasing
+/// byte order, and no entry is also the folder of the next (`a` and `a/b`).
+fn check_run(entries: &[ManifestEntry]) -> Result<()> {
+    for e in entries {
+        check_entry_path(&e.path)?;
+    }
+    for pair in entries.windows(2) {
+        let (a, b) = (&pair[0].path, &pair[1].path);
+        match a.as_bytes().cmp(b.as_bytes()) {
+            std::cmp::Ordering::Less => {}
+            std::cmp::Ordering::Equal => {
+                return Err(Error::Invalid(format!(
+                    "manifest has a duplicate entry `{a}`"
+                )));
+            }
+            std::cmp::Ordering::Greater => {
+                return Err(Error::Invalid(format!(
+                    "manifest entries are not sorted (`{a}` before `{b}`)"
+                )));
+            }
+        }
+        // A file and a folder of the same name cannot both exist.
+        if b.len() > a.len() && b.as_bytes()[a.len()] == b'/' && b.starts_with(a.as_str()) {
+            return Err(Error::Invalid(format!(
+                "manifest entry `{a}` is both a file and a folder"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes each entry as `,{...}` (the caller drops the very first comma).
+fn write_entries(out: &mut Vec<u8>, entries: &[ManifestEntry]) {
+    let mut hash = [0u8; 71];
+    let mut number = [0u8; 20];
+    for e in entries {
+        out.extend_from_slice(b",{\"path\":");
+        write_json_str(out, &e.path);
+        out.extend_from_slice(b",\"hash\":\"");
+        out.extend_from_slice(e.hash.text(&mut hash).as_bytes());
+        out.extend_from_slice(b"\",\"size\":");
+        out.extend_from_slice(format_u64(e.size, &mut number));
+        if e.exec {
+            out.extend_from_slice(b",\"exec\":true");
+        }
+        out.push(b'}');
     }
 }
 
@@ -350,6 +393,60 @@ mod tests {
             entries: Vec::new(),
         };
         assert_eq!(empty.to_bytes(), br#"{"version":1,"entries":[]}"#);
+    }
+
+    /// `n` sorted, distinct entries: `f000000`, `f000001`, ...
+    fn many(n: usize) -> Vec<ManifestEntry> {
+        (0..n).map(|i| entry(&format!("f{i:06}"))).collect()
+    }
+
+    #[test]
+    fn a_large_manifest_is_written_in_pieces_exactly_as_serde_json() {
+        for n in [PARALLEL_FROM, PARALLEL_FROM + 1, PIECE * 3 + 5] {
+            let mut entries = many(n);
+            entries[7].exec = true;
+            entries[n - 1].exec = true;
+            let m = Manifest::new(entries).unwrap();
+            assert_eq!(m.to_bytes(), serde_json::to_vec(&m).unwrap(), "{n} entries");
+            assert_eq!(Manifest::from_bytes(&m.to_bytes()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn a_large_manifest_is_checked_across_piece_boundaries() {
+        let n = PIECE * 3;
+        // Duplicate, unsorted and file-and-folder pairs exactly where two pieces meet.
+        let at = PIECE - 1;
+        let mut dup = many(n);
+        dup[at + 1].path = dup[at].path.clone();
+        let mut unsorted = many(n);
+        unsorted.swap(at, at + 1);
+        let mut both = many(n);
+        both[at + 1].path = format!("{}/inside", both[at].path);
+        for (entries, want) in [
+            (dup, "duplicate entry `f002047`"),
+            (unsorted, "not sorted (`f002048` before `f002047`)"),
+            (both, "`f002047` is both a file and a folder"),
+        ] {
+            let m = Manifest {
+                version: 1,
+                entries,
+            };
+            let err = Manifest::from_bytes(&serde_json::to_vec(&m).unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        // Of two faults, the first in entry order is the one reported.
+        let mut two = many(n);
+        two[PIECE * 2 + 3].path = "../late".to_owned();
+        two[10].path = "/early".to_owned();
+        let m = Manifest {
+            version: 1,
+            entries: two,
+        };
+        let err = m.validate().unwrap_err().to_string();
+        assert!(err.contains("`/early`"), "{err}");
     }
 
     proptest! {
