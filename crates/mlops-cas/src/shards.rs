@@ -32,6 +32,7 @@ pub(crate) struct ShardDirs {
 
 impl ShardDirs {
     pub(crate) fn new(root: PathBuf) -> Self {
+        reserve_descriptors();
         Self {
             root,
             open: Arc::new([const { OnceLock::new() }; 256]),
@@ -319,6 +320,33 @@ pub(crate) fn for_each_entry(
     Ok(())
 }
 
+/// The descriptor number that [`reserve_descriptors`] makes room for: the 256 shard folders
+/// of the cache and as many of a folder remote, plus the files and folders in flight.
+const RESERVED_DESCRIPTORS: i32 = 640;
+
+/// Grows this process's descriptor table once, to hold [`RESERVED_DESCRIPTORS`], while that is
+/// cheap. Linux grows the table as descriptors 64, 128, 256 and 512 are first used, and when
+/// more than one thread is running each growth waits for an RCU grace period: `status` stalled
+/// 5-15 ms on opening its 256th shard folder, both threads at once. Growing it before any
+/// thread starts (the first store opened) costs one allocation; later growth never waits. A
+/// soft descriptor limit below the reservation leaves the table as it is.
+pub(crate) fn reserve_descriptors() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(probe) = rustix::fs::openat(
+            rustix::fs::CWD,
+            "/",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return;
+        };
+        // The lowest free descriptor at or above the reservation: the table grows to hold it,
+        // and keeps that size after it is closed.
+        let _ = rustix::io::fcntl_dupfd_cloexec(&probe, RESERVED_DESCRIPTORS);
+    });
+}
+
 /// An object's file name in its shard folder: the last 62 hex digits.
 pub(crate) fn object_name<'a>(hash: &Hash, buf: &'a mut [u8; 64]) -> &'a str {
     std::str::from_utf8(&hash.hex_into(buf)[2..]).unwrap_or_default()
@@ -336,6 +364,23 @@ fn open_dir(dir: &Path) -> Result<OwnedFd> {
 
 #[cfg(test)]
 mod tests {
+
+    /// Linux shows the descriptor table's size as `FDSize` in `/proc/self/status`.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn opening_a_store_grows_the_descriptor_table_at_once() {
+        reserve_descriptors();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let size: i32 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("FDSize:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(size > RESERVED_DESCRIPTORS, "FDSize {size}");
+    }
+
     use super::*;
     use crate::hash::hash_bytes;
 
