@@ -1,6 +1,7 @@
 //! `cargo xtask bench cas`: mlops against DVC on the storage workloads of the issue: 20,000 files
 //! of 1-16 KiB in 100 folders, and one 1 GiB file. Both tools run with their default settings in
-//! their own Git repository on the same data, alternating; the workspace and page cache are warm.
+//! their own Git repository on the same data, alternating; the workspace and page cache are warm,
+//! and every run starts after a `sync` (untimed), with no other run's writes still in flight.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -197,9 +198,9 @@ fn side_by_side<C, P>(
     workload: &str,
     peer: &str,
     goal: Option<f64>,
-    reset_ours: impl FnMut() -> anyhow::Result<()>,
+    mut reset_ours: impl FnMut() -> anyhow::Result<()>,
     ours: impl Fn() -> Command,
-    reset_theirs: impl FnMut() -> anyhow::Result<()>,
+    mut reset_theirs: impl FnMut() -> anyhow::Result<()>,
     theirs: Option<P>,
 ) -> anyhow::Result<Row>
 where
@@ -207,6 +208,16 @@ where
     C: Into<Command>,
 {
     eprintln!("  {workload}");
+    // Each run starts with nothing left to write back: a `dvc add` leaves 171 MiB of copies
+    // dirty, and their writeback would otherwise land in whichever run comes next.
+    let reset_ours = move || {
+        reset_ours()?;
+        settle()
+    };
+    let reset_theirs = move || {
+        reset_theirs()?;
+        settle()
+    };
     let (o, t): (Measurement, Option<Measurement>) = match theirs {
         Some(p) => {
             let (o, t) = compare(ctx.runs, reset_ours, ours, reset_theirs, || p().into())?;
@@ -221,6 +232,15 @@ where
         theirs: t,
         goal,
     })
+}
+
+/// Writes back everything dirty (untimed), so no run pays for the one before it.
+fn settle() -> anyhow::Result<()> {
+    let status = Command::new("sync").status().context("sync")?;
+    if !status.success() {
+        bail!("sync failed");
+    }
+    Ok(())
 }
 
 fn mlops(ctx: &BenchContext, dir: &Path, args: &[&str]) -> Command {
