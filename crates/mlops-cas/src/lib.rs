@@ -36,6 +36,7 @@ mod repo;
 mod shards;
 mod statcache;
 mod sync;
+mod threads;
 pub mod transfer;
 mod walk;
 

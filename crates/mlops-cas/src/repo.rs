@@ -12,6 +12,7 @@ use crate::cache::{Cache, Ingest};
 use crate::config::{Config, write_initial};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, LinkKind, write_atomic};
+use crate::threads;
 use crate::hash::Hash;
 use crate::lock::RepoLock;
 use crate::manifest::{Manifest, ManifestEntry};
@@ -450,6 +451,10 @@ impl Repo {
     /// [`Error::BadPath`] for a missing path, one outside the repository or inside `.mlops/`, or
     /// a pointer file; I/O errors.
     pub fn add(&self, paths: &[PathBuf]) -> Result<Vec<Added>> {
+        threads::on_file_threads(|| self.add_on_this_pool(paths))
+    }
+
+    fn add_on_this_pool(&self, paths: &[PathBuf]) -> Result<Vec<Added>> {
         let mut resolved = Vec::new();
         for p in paths {
             let abs = self.resolve(p)?;
@@ -594,6 +599,10 @@ impl Repo {
     /// # Errors
     /// Malformed pointers; I/O errors.
     pub fn status(&self) -> Result<Vec<PathStatus>> {
+        threads::on_file_threads(|| self.status_on_this_pool())
+    }
+
+    fn status_on_this_pool(&self) -> Result<Vec<PathStatus>> {
         let tracked = self.tracked()?;
         let out = tracked
             .par_iter()
@@ -693,6 +702,10 @@ impl Repo {
     /// [`Error::MissingObject`] / [`Error::Corrupt`] (nothing corrupt is ever checked out);
     /// [`Error::BadPath`] for unsaved changes without `force`; I/O errors.
     pub fn checkout(&self, filter: &[PathBuf], force: bool) -> Result<Vec<CheckedOut>> {
+        threads::on_file_threads(|| self.checkout_on_this_pool(filter, force))
+    }
+
+    fn checkout_on_this_pool(&self, filter: &[PathBuf], force: bool) -> Result<Vec<CheckedOut>> {
         let chosen = self.select(filter)?;
         let mut out = Vec::new();
         for t in &chosen {
