@@ -88,9 +88,11 @@ impl At<'_> {
         self.open_with(OFlags::empty())
     }
 
-    /// Like [`At::open_read`], with `extra` flags (such as `O_NOFOLLOW`).
+    /// Like [`At::open_read`], with `extra` flags (such as `O_NOFOLLOW`). `O_NONBLOCK` (no effect
+    /// on a regular file) keeps a file swapped for a fifo since it was listed or stat-ed from
+    /// blocking the open; the `fstat` after it then refuses it.
     fn open_with(self, extra: OFlags) -> std::io::Result<std::fs::File> {
-        let flags = OFlags::RDONLY | OFlags::CLOEXEC | extra;
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | extra;
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
             // O_NOATIME is refused (EPERM) for files the caller does not own.
@@ -509,6 +511,37 @@ mod tests {
         let found = list_files(&dir.path().join("data")).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].rel, "sub/f");
+    }
+
+    #[test]
+    fn opening_a_file_that_became_a_fifo_does_not_wait_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &root.join("pipe"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let fd = open_dir(rustix::fs::CWD, &root, &root, true).unwrap();
+            let at = At {
+                dir: fd.as_fd(),
+                name: "pipe",
+                folder: &root,
+            };
+            let kinds = [at.open_read(), at.open_with(OFlags::NOFOLLOW)].map(|opened| {
+                FileType::from_raw_mode(rustix::fs::fstat(opened.unwrap()).unwrap().st_mode)
+            });
+            let _ = tx.send(kinds);
+        });
+        let kinds = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("opening a fifo blocked");
+        assert_eq!(kinds, [FileType::Fifo, FileType::Fifo]);
     }
 
     #[test]
