@@ -593,9 +593,7 @@ fn by_shard<T: Send>(hashes: &[Hash], each: impl Fn(&[Hash]) -> Vec<T> + Sync) -
         })
         .collect();
     // Each index comes back once: put each answer in its place (no sort of large answers).
-    let mut placed: Vec<Option<T>> = std::iter::repeat_with(|| None)
-        .take(hashes.len())
-        .collect();
+    let mut placed: Vec<Option<T>> = std::iter::repeat_with(|| None).take(hashes.len()).collect();
     for (i, a) in answers {
         placed[i] = Some(a);
     }

@@ -12,13 +12,13 @@ use crate::cache::{Cache, Ingest};
 use crate::config::{Config, write_initial};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, LinkKind, write_atomic};
-use crate::threads;
 use crate::hash::Hash;
 use crate::lock::RepoLock;
 use crate::manifest::{Manifest, ManifestEntry};
 use crate::object::Object;
 use crate::pointer::Pointer;
 use crate::statcache::{Stamp, StatCache};
+use crate::threads;
 use crate::walk;
 
 /// The folder of mlops state inside a repository.
