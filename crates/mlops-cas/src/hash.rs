@@ -263,9 +263,9 @@ pub(crate) fn hash_file_at(
     }
     let mut file = match opened {
         Some(file) => file,
-        None => at.open_read().map_err(|e| Error::io(&at.path(), e))?,
+        None => at.open_read().map_err(|e| Error::io(at.path(), e))?,
     };
-    let hash = hash_exact(&mut file, len).map_err(|e| Error::io(&at.path(), e))?;
+    let hash = hash_exact(&mut file, len).map_err(|e| Error::io(at.path(), e))?;
     Ok((hash, Some(file)))
 }
 

@@ -177,7 +177,7 @@ where
             FileType::Unknown => match rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => FileType::from_raw_mode(st.st_mode),
                 Err(e) => {
-                    failure = Some(Error::io(&abs.join(name), e.into()));
+                    failure = Some(Error::io(abs.join(name), e.into()));
                     return Err(std::io::ErrorKind::Other.into());
                 }
             },
@@ -234,7 +234,7 @@ where
         let found = match &opened {
             Some(file) => {
                 let st = rustix::fs::fstat(file)
-                    .map_err(|e| Error::io(&abs.join(&p.rel[p.name_at..]), e.into()))?;
+                    .map_err(|e| Error::io(abs.join(&p.rel[p.name_at..]), e.into()))?;
                 found_from(p, &st, abs)?
             }
             None => stat_at(fd, p, abs)?,
@@ -337,7 +337,7 @@ fn stat_at(dir: BorrowedFd<'_>, p: Pending, folder: &Path) -> Result<FoundFile> 
         AtFlags::SYMLINK_NOFOLLOW
     };
     let st = rustix::fs::statat(dir, &p.rel[p.name_at..], flags)
-        .map_err(|e| Error::io(&folder.join(&p.rel[p.name_at..]), e.into()))?;
+        .map_err(|e| Error::io(folder.join(&p.rel[p.name_at..]), e.into()))?;
     found_from(p, &st, folder)
 }
 
@@ -519,7 +519,7 @@ mod tests {
         let root = dir.path().to_owned();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &root.join("pipe"),
+            root.join("pipe"),
             FileType::Fifo,
             Mode::from_raw_mode(0o600),
             0,
