@@ -18,6 +18,17 @@ fn write(root: &Path, rel: &str, body: &[u8]) {
     std::fs::write(p, body).unwrap();
 }
 
+/// `n` small files `<folder>/<i % folders>/f<i>`, each holding `<prefix> <i>`.
+fn write_spread(root: &Path, folder: &str, n: usize, folders: usize, prefix: &str) {
+    for i in 0..n {
+        write(
+            root,
+            &format!("{folder}/{}/f{i}", i % folders),
+            format!("{prefix} {i}").as_bytes(),
+        );
+    }
+}
+
 #[test]
 fn hash_path_is_stable_and_stores_nothing() {
     let (d, repo) = repo();
@@ -215,13 +226,7 @@ fn added_folder_objects_match_their_names_whatever_the_walk_order() {
 #[test]
 fn status_of_a_large_linked_folder_sees_missing_and_replaced_objects() {
     let (d, repo) = repo();
-    for i in 0..3000 {
-        write(
-            d.path(),
-            &format!("big/{}/f{i}", i % 7),
-            format!("content {i}").as_bytes(),
-        );
-    }
+    write_spread(d.path(), "big", 3000, 7, "content");
     repo.add(&[d.path().join("big")]).unwrap();
     assert!(repo.status().unwrap().is_empty());
 
@@ -283,13 +288,7 @@ fn a_linked_file_in_an_added_folder_becomes_a_regular_object() {
 fn hard_linked_objects_are_read_only_and_a_second_add_adds_nothing() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let (d, repo) = repo();
-    for i in 0..300 {
-        write(
-            d.path(),
-            &format!("d/{}/f{i}", i % 3),
-            format!("body {i}").as_bytes(),
-        );
-    }
+    write_spread(d.path(), "d", 300, 3, "body");
     let added = repo.add(&[d.path().join("d")]).unwrap();
     assert_eq!(added[0].new_objects, 301, "300 files and the manifest");
     for i in [0, 150, 299] {
@@ -317,13 +316,7 @@ fn hard_linked_objects_are_read_only_and_a_second_add_adds_nothing() {
 fn re_adding_into_an_emptied_cache_relinks_from_the_hash_cache() {
     use std::os::unix::fs::MetadataExt;
     let (d, repo) = repo();
-    for i in 0..200 {
-        write(
-            d.path(),
-            &format!("d/{}/f{i}", i % 4),
-            format!("again {i}").as_bytes(),
-        );
-    }
+    write_spread(d.path(), "d", 200, 4, "again");
     repo.add(&[d.path().join("d")]).unwrap();
     drop(repo);
     std::fs::remove_dir_all(d.path().join(".mlops/cache")).unwrap();
