@@ -148,15 +148,7 @@ impl StatCache {
     /// The recorded hash of the file with this stamp, if its size and mtime still match.
     pub fn get(&self, stamp: &Stamp) -> Option<Hash> {
         let key = stamp.key();
-        let recent = if self.any_added.load(Ordering::Acquire) {
-            match self.added.read() {
-                Ok(added) => added.get(&key).copied(),
-                Err(p) => p.into_inner().get(&key).copied(),
-            }
-        } else {
-            None
-        };
-        match recent.or_else(|| self.loaded().get(key)) {
+        match self.recent(key).or_else(|| self.loaded().get(key)) {
             Some((s, h)) if s == *stamp => Some(h),
             _ => None,
         }
@@ -166,16 +158,19 @@ impl StatCache {
     /// and mtime were: when not, the file will have to be read.
     pub fn knows(&self, dev: u64, inode: u64) -> bool {
         let key = (dev, inode);
-        if self.any_added.load(Ordering::Acquire) {
-            let added = match self.added.read() {
-                Ok(added) => added.contains_key(&key),
-                Err(p) => p.into_inner().contains_key(&key),
-            };
-            if added {
-                return true;
-            }
+        self.recent(key).is_some() || self.loaded().index.contains_key(&key)
+    }
+
+    /// The entry this process recorded for `key`, if any (without touching the lock until
+    /// something was recorded).
+    fn recent(&self, key: Key) -> Option<(Stamp, Hash)> {
+        if !self.any_added.load(Ordering::Acquire) {
+            return None;
         }
-        self.loaded().index.contains_key(&key)
+        match self.added.read() {
+            Ok(added) => added.get(&key).copied(),
+            Err(p) => p.into_inner().get(&key).copied(),
+        }
     }
 
     /// Records a freshly computed hash of the file with this stamp (safe to call from many
