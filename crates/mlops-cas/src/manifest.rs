@@ -69,20 +69,18 @@ impl Manifest {
             let pieces: Vec<Vec<u8>> = self
                 .entries
                 .par_chunks(PIECE)
-                .map(|piece| {
+                .enumerate()
+                .map(|(i, piece)| {
                     let mut v = Vec::with_capacity(piece.len() * 140);
-                    write_entries(&mut v, piece);
+                    write_entries(&mut v, piece, i > 0);
                     v
                 })
                 .collect();
-            for (i, piece) in pieces.iter().enumerate() {
-                // Each piece starts with its first entry's separating comma.
-                out.extend_from_slice(if i == 0 { &piece[1..] } else { piece });
+            for piece in &pieces {
+                out.extend_from_slice(piece);
             }
-        } else if !self.entries.is_empty() {
-            let start = out.len();
-            write_entries(&mut out, &self.entries);
-            out.remove(start);
+        } else {
+            write_entries(&mut out, &self.entries, false);
         }
         out.extend_from_slice(b"]}");
         out
@@ -223,12 +221,16 @@ fn check_run(entries: &[ManifestEntry]) -> Result<()> {
     Ok(())
 }
 
-/// Writes each entry as `,{...}` (the caller drops the very first comma).
-fn write_entries(out: &mut Vec<u8>, entries: &[ManifestEntry]) {
+/// Writes the entries as `{...}`, separated by commas, and with one before the first when
+/// `after_others` (a piece that continues an earlier one).
+fn write_entries(out: &mut Vec<u8>, entries: &[ManifestEntry], after_others: bool) {
     let mut hash = [0u8; 71];
     let mut number = [0u8; 20];
-    for e in entries {
-        out.extend_from_slice(b",{\"path\":");
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 || after_others {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"path\":");
         write_json_str(out, &e.path);
         out.extend_from_slice(b",\"hash\":\"");
         out.extend_from_slice(e.hash.text(&mut hash).as_bytes());
