@@ -179,9 +179,9 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
 
     report.notes.push(format!(
         "Each tool with its defaults: mlops links cache objects by reflink, then hardlink, then copy \
-         (hard links here); DVC uses reflink, then copy. {} runs each, alternating, median; peak RSS \
-         from /usr/bin/time. Workload: {files} files of 1-16 KiB in {FOLDERS} folders, one {} MiB file, \
-         seeded random bytes.",
+         (hard links here); DVC uses reflink, then copy. {} runs each, alternating, median wall \
+         time (a clock around each process), peak RSS from /usr/bin/time. Workload: {files} files \
+         of 1-16 KiB in {FOLDERS} folders, one {} MiB file, seeded random bytes.",
         ctx.runs,
         big >> 20
     ));
