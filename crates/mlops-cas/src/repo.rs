@@ -115,6 +115,9 @@ pub struct GcReport {
     pub unreferenced_bytes: u64,
     /// Whether they were removed.
     pub removed: bool,
+    /// Hash-cache entries of files that are gone or changed (dropped unless a dry run). Always
+    /// 0 for a remote.
+    pub stale_hash_entries: u64,
 }
 
 /// A tracked path and everything needed to move or check its objects.
@@ -937,9 +940,10 @@ impl Repo {
             removed: force,
             ..GcReport::default()
         };
+        let mut kept = Vec::with_capacity(keep.len());
         for h in self.cache.list()? {
             if keep.contains(&h) {
-                report.kept += 1;
+                kept.push(h);
                 continue;
             }
             report.unreferenced += 1;
@@ -950,10 +954,44 @@ impl Repo {
                 self.cache.remove(&h)?;
             }
         }
+        report.kept = kept.len() as u64;
         if force {
             self.cache.remove_temporaries();
         }
+        if let Some(current) = self.current_stamps(&kept)? {
+            report.stale_hash_entries = self.stats.prune(&current, force)?;
+        }
         Ok(report)
+    }
+
+    /// The stamps of every file whose hash-cache entry can still answer: the `kept` cache
+    /// objects and every file under every tracked path. `None` when a tracked folder could not
+    /// be listed: its files' entries cannot be told from stale ones, and dropping them would
+    /// cost a re-hash of the folder.
+    fn current_stamps(&self, kept: &[Hash]) -> Result<Option<HashSet<Stamp>>> {
+        let mut current: HashSet<Stamp> = kept
+            .par_iter()
+            .filter_map(|h| std::fs::symlink_metadata(self.cache.object_path(h)).ok())
+            .map(|m| Stamp::of(&m))
+            .collect();
+        for t in self.tracked()? {
+            let Ok(meta) = std::fs::metadata(&t.payload) else {
+                continue;
+            };
+            if !meta.is_dir() {
+                current.insert(Stamp::of(&meta));
+                continue;
+            }
+            match walk::walk_files(&t.payload, &|_, _| false, &|_, _, _| Ok(())) {
+                Ok(files) => current.extend(files.into_iter().map(|(f, ())| f.stamp)),
+                Err(e) => {
+                    tracing::warn!(path = %t.payload.display(), error = %e,
+                        "could not list a tracked folder; the hash cache is left as it is");
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(current))
     }
 }
 

@@ -56,7 +56,7 @@ type Record = [u8; RECORD];
 /// What identifies a file's content version without reading it: which file (device and
 /// inode) and its size and modification time. (ctime is deliberately left out: linking a file
 /// into the cache or making it read-only changes it, content does not.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Stamp {
     /// Size in bytes.
     pub size: u64,
@@ -186,7 +186,8 @@ impl StatCache {
 
     /// Writes the cache back if anything was recorded: the loaded entries, each replaced by
     /// the one recorded since for the same file, plus the new ones. (Entries of files that no
-    /// longer exist are kept: telling them apart would cost a stat each.)
+    /// longer exist are kept: telling them apart would cost a stat each; [`StatCache::prune`]
+    /// does that, for `gc`.)
     ///
     /// # Errors
     /// I/O errors writing the state file.
@@ -206,6 +207,41 @@ impl StatCache {
             loaded.records().len() + recent.len(),
         );
         write_atomic_unsynced(&self.file, &bytes)
+    }
+
+    /// Counts the entries (loaded or recorded) whose stamp is not in `current`, the stamps of
+    /// every file that still matters, and with `write` rewrites the cache without them. An entry
+    /// is stale when its file is gone, or changed since (its size or mtime no longer match, so
+    /// it can never answer again). The entries in memory stay as loaded: a later
+    /// [`StatCache::save`] after new records would write the dropped ones back (harmless, they
+    /// only take space), so `gc` prunes last.
+    ///
+    /// # Errors
+    /// I/O errors writing the state file.
+    pub fn prune(&self, current: &std::collections::HashSet<Stamp>, write: bool) -> Result<u64> {
+        let added = match self.added.read() {
+            Ok(a) => a,
+            Err(p) => p.into_inner(),
+        };
+        let mut recent: Vec<(Stamp, Hash)> = added.values().copied().collect();
+        drop(added);
+        recent.par_sort_unstable_by_key(|(s, _)| s.key());
+        let loaded = self.loaded();
+        let mut kept = Vec::new();
+        let mut stale = 0u64;
+        for (stamp, hash) in merge(loaded.iter(), recent.into_iter()) {
+            if current.contains(&stamp) {
+                kept.push((stamp, hash));
+            } else {
+                stale += 1;
+            }
+        }
+        if write && (stale > 0 || self.dirty.load(Ordering::Relaxed)) {
+            self.dirty.store(false, Ordering::Relaxed);
+            let bytes = encode(kept.iter().copied(), kept.len());
+            write_atomic_unsynced(&self.file, &bytes)?;
+        }
+        Ok(stale)
     }
 }
 
@@ -499,6 +535,31 @@ mod tests {
         );
         let b = Stamp::of(&std::fs::metadata(dir.path().join("b")).unwrap());
         assert_eq!(c.get(&b), Some(hash_bytes(b"content")));
+    }
+
+    #[test]
+    fn prune_drops_entries_of_gone_or_changed_files_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hashes");
+        three(&f);
+        let c = StatCache::load(&f);
+        c.record(stamp(7), hash_bytes(b"recorded now"));
+        let mut changed = stamp(1);
+        changed.mtime_ns += 1;
+        let current: std::collections::HashSet<Stamp> = [stamp(0), changed, stamp(7)].into();
+        // A dry count writes nothing.
+        let before = std::fs::read(&f).unwrap();
+        assert_eq!(c.prune(&current, false).unwrap(), 2);
+        assert_eq!(std::fs::read(&f).unwrap(), before);
+        assert_eq!(c.prune(&current, true).unwrap(), 2);
+        let again = StatCache::load(&f);
+        assert_eq!(again.get(&stamp(0)), Some(hash_bytes(&[0])));
+        assert_eq!(again.get(&stamp(7)), Some(hash_bytes(b"recorded now")));
+        assert!(!again.knows(stamp(1).dev, stamp(1).inode));
+        assert!(!again.knows(stamp(2).dev, stamp(2).inode));
+        assert_eq!(again.loaded().records().len(), 2);
+        // Nothing stale left: nothing to do.
+        assert_eq!(again.prune(&current, true).unwrap(), 0);
     }
 
     #[test]

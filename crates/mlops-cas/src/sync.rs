@@ -230,6 +230,7 @@ impl Repo {
             unreferenced: drop.len() as u64,
             unreferenced_bytes: 0,
             removed: force,
+            stale_hash_entries: 0,
         })
     }
 

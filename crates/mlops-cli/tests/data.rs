@@ -552,15 +552,28 @@ fn gc_is_a_dry_run_unless_forced() {
         .success()
         .stdout(predicate::str::contains(
             "would remove 1 unreferenced object(s)",
-        ));
+        ))
+        .stdout(predicate::str::is_match(r"would drop \d+ hash-cache entr").unwrap());
     assert_eq!(assert_objects_valid(&d.path().join(".mlops/cache")), 2);
     mlops(d.path())
         .args(["gc", "--force"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("removed 1"));
+        .stdout(predicate::str::contains("removed 1"))
+        .stdout(predicate::str::contains("dropped "));
     assert_eq!(assert_objects_valid(&d.path().join(".mlops/cache")), 1);
     assert_eq!(status_json(d.path(), &[])["changes"], serde_json::json!([]));
+    // The removed object's hash-cache entry went with it: nothing stale is left.
+    let out = mlops(d.path()).args(["--json", "gc"]).output().unwrap();
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["unreferenced"], 0, "{report}");
+    assert_eq!(report["stale_hash_entries"], 0, "{report}");
+    mlops(d.path())
+        .arg("gc")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("hash-cache").not());
 }
 
 #[test]

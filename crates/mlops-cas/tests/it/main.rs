@@ -337,3 +337,40 @@ fn re_adding_into_an_emptied_cache_relinks_from_the_hash_cache() {
     }
     assert!(repo.status().unwrap().is_empty());
 }
+
+/// `gc` drops the hash-cache entries of files that are gone (an untracked folder's files and
+/// their removed objects), and keeps those of tracked files.
+#[test]
+fn gc_drops_hash_cache_entries_of_gone_files_and_keeps_the_tracked_ones() {
+    let (d, repo) = repo();
+    write_spread(d.path(), "keep", 40, 2, "kept");
+    write_spread(d.path(), "gone", 60, 3, "gone");
+    repo.add(&[d.path().join("keep"), d.path().join("gone")])
+        .unwrap();
+    drop(repo);
+    let hashes = d.path().join(".mlops/state/hashes");
+    let full = std::fs::metadata(&hashes).unwrap().len();
+    std::fs::remove_dir_all(d.path().join("gone")).unwrap();
+    std::fs::remove_file(d.path().join("gone.mlops")).unwrap();
+
+    let dry = Repo::open(d.path()).unwrap().gc(false).unwrap();
+    assert!(dry.stale_hash_entries >= 60, "{dry:?}");
+    assert_eq!(std::fs::metadata(&hashes).unwrap().len(), full, "dry run");
+
+    let forced = Repo::open(d.path()).unwrap().gc(true).unwrap();
+    assert_eq!(forced.stale_hash_entries, dry.stale_hash_entries);
+    assert_eq!(forced.unreferenced, 61, "60 files and their manifest");
+    let after = std::fs::metadata(&hashes).unwrap().len();
+    assert_eq!(
+        full - after,
+        72 * forced.stale_hash_entries,
+        "72 bytes a record"
+    );
+
+    // Header, checksum, and at least the kept folder's 40 files (each one entry: the workspace
+    // file is its object).
+    assert!(after >= 16 + 72 * 40 + 32, "{after}");
+    let repo = Repo::open(d.path()).unwrap();
+    assert_eq!(repo.gc(true).unwrap().stale_hash_entries, 0);
+    assert!(repo.status().unwrap().is_empty());
+}

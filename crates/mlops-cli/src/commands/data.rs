@@ -392,7 +392,19 @@ fn gc(
             "{verb} {} unreferenced object(s) ({} bytes); kept {}",
             report.unreferenced, report.unreferenced_bytes, report.kept
         );
-        if !force && report.unreferenced > 0 {
+        if report.stale_hash_entries > 0 {
+            let verb = if force { "dropped" } else { "would drop" };
+            println!(
+                "{verb} {} hash-cache entr{} of files gone or changed",
+                report.stale_hash_entries,
+                if report.stale_hash_entries == 1 {
+                    "y"
+                } else {
+                    "ies"
+                }
+            );
+        }
+        if !force && (report.unreferenced > 0 || report.stale_hash_entries > 0) {
             println!("dry run: use --force to delete");
         }
     }
