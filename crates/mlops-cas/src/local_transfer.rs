@@ -171,12 +171,24 @@ fn open_read(dir: BorrowedFd<'_>, name: &str) -> std::io::Result<std::fs::File> 
 /// Copies `input` (the file at `src`) into `out` (the new file for `dest`), returning the hash
 /// and length of what was copied.
 fn copy_verified(
-    mut input: std::fs::File,
+    input: std::fs::File,
     src: &Path,
     out: &mut std::fs::File,
     dest: &Path,
 ) -> Result<(Hash, u64)> {
     let len = input.metadata().at(src)?.len();
+    copy_verified_sized(input, len, src, out, dest)
+}
+
+/// [`copy_verified`] of an input stat-ed at `len` bytes: below [`WHOLE_READ`], exactly that
+/// many are copied, and an input that turns out longer is refused.
+fn copy_verified_sized(
+    mut input: std::fs::File,
+    len: u64,
+    src: &Path,
+    out: &mut std::fs::File,
+    dest: &Path,
+) -> Result<(Hash, u64)> {
     if len < WHOLE_READ {
         // Exactly the stat-ed length, then one read that must find the end (read_to_end would
         // stat and seek again for its own size hint).
@@ -208,4 +220,50 @@ fn copy_verified(
         total += n as u64;
     }
     Ok((Hash::from_bytes(*hasher.finalize().as_bytes()), total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy_of(body: &[u8], len: u64) -> (Result<(Hash, u64)>, Vec<u8>) {
+        let d = tempfile::tempdir().unwrap();
+        let (src, dest) = (d.path().join("src"), d.path().join("dest"));
+        std::fs::write(&src, body).unwrap();
+        let mut out = std::fs::File::create(&dest).unwrap();
+        let r = copy_verified_sized(
+            std::fs::File::open(&src).unwrap(),
+            len,
+            &src,
+            &mut out,
+            &dest,
+        );
+        (r, std::fs::read(&dest).unwrap())
+    }
+
+    #[test]
+    fn an_object_is_copied_with_its_hash_and_length() {
+        let (r, copied) = copy_of(b"0123456789", 10);
+        assert_eq!(r.unwrap(), (crate::hash::hash_bytes(b"0123456789"), 10));
+        assert_eq!(copied, b"0123456789");
+    }
+
+    #[test]
+    fn an_object_that_grew_after_its_stat_is_refused() {
+        let (r, _) = copy_of(b"0123456789", 6);
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("grew while it was being copied"), "{e}");
+        assert!(e.contains("src"), "{e}");
+    }
+
+    #[test]
+    fn an_object_that_shrank_after_its_stat_is_an_error_naming_it() {
+        let (r, _) = copy_of(b"0123", 10);
+        let e = r.unwrap_err();
+        assert!(
+            matches!(&e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("src"), "{e}");
+    }
 }
