@@ -1,18 +1,14 @@
 //! `cargo xtask ci`: the local gate. Every step must pass; the first failure stops the run.
 
-use std::process::Command;
-
-use crate::util::{run_loud, workspace_root};
+use crate::util::run_loud;
 
 /// The README's test command; `.ci/run` calls the same.
 pub(crate) const TEST_ARGS: &[&str] = &["test", "--workspace", "--all-targets", "--no-fail-fast"];
 
 pub(crate) fn run() -> anyhow::Result<()> {
-    let root = workspace_root();
-    let cargo = env!("CARGO");
     let cmd = |args: &[&str]| {
-        let mut c = Command::new(cargo);
-        c.current_dir(&root).args(args);
+        let mut c = crate::util::cargo();
+        c.args(args);
         c
     };
     run_loud(&mut cmd(&["fmt", "--all", "--", "--check"]))?;
@@ -27,8 +23,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
     run_loud(&mut cmd(TEST_ARGS))?;
     run_loud(&mut cmd(&["test", "--workspace", "--doc"]))?;
     run_loud(cmd(&["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"))?;
-    let has_deny = Command::new(cargo)
-        .args(["deny", "--version"])
+    let has_deny = cmd(&["deny", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
     if has_deny {

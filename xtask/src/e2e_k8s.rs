@@ -205,11 +205,7 @@ pub(crate) fn run(args: &E2eArgs) -> anyhow::Result<()> {
 
 fn build_mlops() -> anyhow::Result<PathBuf> {
     let root = workspace_root();
-    run_loud(
-        Command::new(env!("CARGO"))
-            .current_dir(&root)
-            .args(["build", "-p", "mlops-cli"]),
-    )?;
+    run_loud(crate::util::cargo().args(["build", "-p", "mlops-cli"]))?;
     Ok(root.join("target/debug/mlops"))
 }
 

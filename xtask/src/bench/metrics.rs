@@ -139,7 +139,7 @@ fn compare_values(report: &serde_json::Value, sk: &serde_json::Value) -> anyhow:
 /// Builds the release timing mode and returns its path.
 fn build_timing() -> anyhow::Result<std::path::PathBuf> {
     let root = workspace_root();
-    run_loud(Command::new(env!("CARGO")).current_dir(&root).args([
+    run_loud(crate::util::cargo().args([
         "build",
         "--release",
         "--quiet",
