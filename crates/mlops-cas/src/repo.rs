@@ -965,16 +965,52 @@ impl Repo {
     }
 
     /// The stamps of every file whose hash-cache entry can still answer: the `kept` cache
-    /// objects and every file under every tracked path. `None` when a tracked folder could not
-    /// be listed: its files' entries cannot be told from stale ones, and dropping them would
-    /// cost a re-hash of the folder.
+    /// objects, every file in the workspace (pipeline dependencies are hashed through the same
+    /// cache without being tracked), and every file under a tracked path that is a link to
+    /// somewhere else. `None` when some folder could not be listed: its files' entries cannot
+    /// be told from stale ones, and dropping them would cost a re-hash.
     fn current_stamps(&self, kept: &[Hash]) -> Result<Option<HashSet<Stamp>>> {
         let mut current: HashSet<Stamp> = kept
             .par_iter()
             .filter_map(|h| std::fs::symlink_metadata(self.cache.object_path(h)).ok())
             .map(|m| Stamp::of(&m))
             .collect();
+        // `.git` holds nothing mlops hashes; `.mlops` holds the cache, done above.
+        let workspace = walkdir::WalkDir::new(&self.root)
+            .into_iter()
+            .filter_entry(|e| {
+                e.depth() != 1 || !matches!(e.file_name().to_str(), Some(".git" | ".mlops"))
+            });
+        for entry in workspace {
+            let meta = match entry.and_then(|e| {
+                if e.file_type().is_file() {
+                    e.metadata().map(Some)
+                } else {
+                    Ok(None)
+                }
+            }) {
+                Ok(Some(meta)) => meta,
+                Ok(None) => continue,
+                // Gone since it was listed: nothing to keep.
+                Err(e)
+                    if e.io_error().map(std::io::Error::kind)
+                        == Some(std::io::ErrorKind::NotFound) =>
+                {
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e,
+                        "could not list the whole workspace; the hash cache is left as it is");
+                    return Ok(None);
+                }
+            };
+            current.insert(Stamp::of(&meta));
+        }
         for t in self.tracked()? {
+            // A tracked path inside the workspace was walked above, unless it is a link.
+            if !std::fs::symlink_metadata(&t.payload).is_ok_and(|m| m.is_symlink()) {
+                continue;
+            }
             let Ok(meta) = std::fs::metadata(&t.payload) else {
                 continue;
             };

@@ -339,15 +339,19 @@ fn re_adding_into_an_emptied_cache_relinks_from_the_hash_cache() {
 }
 
 /// `gc` drops the hash-cache entries of files that are gone (an untracked folder's files and
-/// their removed objects), and keeps those of tracked files.
+/// their removed objects), and keeps those of files still there, tracked or not.
 #[test]
-fn gc_drops_hash_cache_entries_of_gone_files_and_keeps_the_tracked_ones() {
+fn gc_drops_hash_cache_entries_of_gone_files_and_keeps_those_of_files_still_there() {
     let (d, repo) = repo();
     write_spread(d.path(), "keep", 40, 2, "kept");
     write_spread(d.path(), "gone", 60, 3, "gone");
     repo.add(&[d.path().join("keep"), d.path().join("gone")])
         .unwrap();
+    // Hashed but not tracked, as a pipeline stage's dependency is: its entry must stay.
+    write(d.path(), "src/dep.py", b"print(1)\n");
+    repo.hash_path(&d.path().join("src/dep.py")).unwrap();
     drop(repo);
+    let dep = mlops_cas::Stamp::of(&std::fs::metadata(d.path().join("src/dep.py")).unwrap());
     let hashes = d.path().join(".mlops/state/hashes");
     let full = std::fs::metadata(&hashes).unwrap().len();
     std::fs::remove_dir_all(d.path().join("gone")).unwrap();
@@ -370,6 +374,11 @@ fn gc_drops_hash_cache_entries_of_gone_files_and_keeps_the_tracked_ones() {
     // Header, checksum, and at least the kept folder's 40 files (each one entry: the workspace
     // file is its object).
     assert!(after >= 16 + 72 * 40 + 32, "{after}");
+    let kept = mlops_cas::StatCache::load(&hashes);
+    assert_eq!(kept.get(&dep), Some(mlops_cas::hash_bytes(b"print(1)\n")));
+    let kept_file = d.path().join("keep/0/f0");
+    let kept_file = mlops_cas::Stamp::of(&std::fs::metadata(kept_file).unwrap());
+    assert_eq!(kept.get(&kept_file), Some(mlops_cas::hash_bytes(b"kept 0")));
     let repo = Repo::open(d.path()).unwrap();
     assert_eq!(repo.gc(true).unwrap().stale_hash_entries, 0);
     assert!(repo.status().unwrap().is_empty());
