@@ -911,7 +911,12 @@ impl Repo {
     /// # Errors
     /// Malformed pointers; I/O errors.
     pub fn referenced(&self) -> Result<HashSet<Hash>> {
-        let mut hashes: Vec<Hash> = self.tracked()?.iter().map(|t| t.pointer.hash).collect();
+        self.referenced_by(&self.tracked()?)
+    }
+
+    /// [`Repo::referenced`] for the pointers `tracked`, already read.
+    fn referenced_by(&self, tracked: &[Tracked]) -> Result<HashSet<Hash>> {
+        let mut hashes: Vec<Hash> = tracked.iter().map(|t| t.pointer.hash).collect();
         if let Ok(lock) = std::fs::read_to_string(self.root.join("mlops.lock")) {
             hashes.extend(hashes_in_text(&lock));
         }
@@ -935,7 +940,8 @@ impl Repo {
     /// # Errors
     /// I/O errors.
     pub fn gc(&self, force: bool) -> Result<GcReport> {
-        let keep = self.referenced()?;
+        let tracked = self.tracked()?;
+        let keep = self.referenced_by(&tracked)?;
         let mut report = GcReport {
             removed: force,
             ..GcReport::default()
@@ -958,7 +964,7 @@ impl Repo {
         if force {
             self.cache.remove_temporaries();
         }
-        if let Some(current) = self.current_stamps(&kept)? {
+        if let Some(current) = self.current_stamps(&kept, &tracked) {
             report.stale_hash_entries = self.stats.prune(&current, force)?;
         }
         Ok(report)
@@ -969,7 +975,7 @@ impl Repo {
     /// cache without being tracked), and every file under a tracked path that is a link to
     /// somewhere else. `None` when some folder could not be listed: its files' entries cannot
     /// be told from stale ones, and dropping them would cost a re-hash.
-    fn current_stamps(&self, kept: &[Hash]) -> Result<Option<HashSet<Stamp>>> {
+    fn current_stamps(&self, kept: &[Hash], tracked: &[Tracked]) -> Option<HashSet<Stamp>> {
         let mut current: HashSet<Stamp> = kept
             .par_iter()
             .filter_map(|h| std::fs::symlink_metadata(self.cache.object_path(h)).ok())
@@ -985,6 +991,11 @@ impl Repo {
             let meta = match entry.and_then(|e| {
                 if e.file_type().is_file() {
                     e.metadata().map(Some)
+                } else if e.file_type().is_symlink() {
+                    // A link to a file is hashed (and its entry kept) as the file it points to.
+                    Ok(std::fs::metadata(e.path())
+                        .ok()
+                        .filter(std::fs::Metadata::is_file))
                 } else {
                     Ok(None)
                 }
@@ -1001,12 +1012,12 @@ impl Repo {
                 Err(e) => {
                     tracing::warn!(error = %e,
                         "could not list the whole workspace; the hash cache is left as it is");
-                    return Ok(None);
+                    return None;
                 }
             };
             current.insert(Stamp::of(&meta));
         }
-        for t in self.tracked()? {
+        for t in tracked {
             // A tracked path inside the workspace was walked above, unless it is a link.
             if !std::fs::symlink_metadata(&t.payload).is_ok_and(|m| m.is_symlink()) {
                 continue;
@@ -1023,11 +1034,11 @@ impl Repo {
                 Err(e) => {
                     tracing::warn!(path = %t.payload.display(), error = %e,
                         "could not list a tracked folder; the hash cache is left as it is");
-                    return Ok(None);
+                    return None;
                 }
             }
         }
-        Ok(Some(current))
+        Some(current)
     }
 }
 

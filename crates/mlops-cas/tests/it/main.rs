@@ -350,8 +350,19 @@ fn gc_drops_hash_cache_entries_of_gone_files_and_keeps_those_of_files_still_ther
     // Hashed but not tracked, as a pipeline stage's dependency is: its entry must stay.
     write(d.path(), "src/dep.py", b"print(1)\n");
     repo.hash_path(&d.path().join("src/dep.py")).unwrap();
+    // The same through a link to a file outside the workspace: the entry is the target's.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("shared.csv"), b"a,b\n").unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("shared.csv"),
+        d.path().join("src/shared.csv"),
+    )
+    .unwrap();
+    repo.hash_path(&d.path().join("src/shared.csv")).unwrap();
     drop(repo);
     let dep = mlops_cas::Stamp::of(&std::fs::metadata(d.path().join("src/dep.py")).unwrap());
+    let shared =
+        mlops_cas::Stamp::of(&std::fs::metadata(outside.path().join("shared.csv")).unwrap());
     let hashes = d.path().join(".mlops/state/hashes");
     let full = std::fs::metadata(&hashes).unwrap().len();
     std::fs::remove_dir_all(d.path().join("gone")).unwrap();
@@ -376,6 +387,7 @@ fn gc_drops_hash_cache_entries_of_gone_files_and_keeps_those_of_files_still_ther
     assert!(after >= 16 + 72 * 40 + 32, "{after}");
     let kept = mlops_cas::StatCache::load(&hashes);
     assert_eq!(kept.get(&dep), Some(mlops_cas::hash_bytes(b"print(1)\n")));
+    assert_eq!(kept.get(&shared), Some(mlops_cas::hash_bytes(b"a,b\n")));
     let kept_file = d.path().join("keep/0/f0");
     let kept_file = mlops_cas::Stamp::of(&std::fs::metadata(kept_file).unwrap());
     assert_eq!(kept.get(&kept_file), Some(mlops_cas::hash_bytes(b"kept 0")));
