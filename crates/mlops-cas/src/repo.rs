@@ -915,7 +915,7 @@ impl Repo {
     }
 
     /// [`Repo::referenced`] for the pointers `tracked`, already read.
-    fn referenced_by(&self, tracked: &[Tracked]) -> Result<HashSet<Hash>> {
+    pub(crate) fn referenced_by(&self, tracked: &[Tracked]) -> Result<HashSet<Hash>> {
         let mut hashes: Vec<Hash> = tracked.iter().map(|t| t.pointer.hash).collect();
         if let Ok(lock) = std::fs::read_to_string(self.root.join("mlops.lock")) {
             hashes.extend(hashes_in_text(&lock));

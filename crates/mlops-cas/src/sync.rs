@@ -237,8 +237,8 @@ impl Repo {
     /// Like [`Repo::referenced`], but fetches manifests the cache lacks so remote gc never
     /// drops the files of a directory whose manifest is only in the remote.
     fn referenced_with_remote_manifests(&self, remote: &Remote) -> Result<HashSet<Hash>> {
-        let mut keep = self.referenced()?;
         let tracked = self.tracked()?;
+        let mut keep = self.referenced_by(&tracked)?;
         let missing: Vec<(Hash, u64)> = tracked
             .iter()
             .filter(|t| t.pointer.files.is_some() && !self.cache().contains(&t.pointer.hash))
