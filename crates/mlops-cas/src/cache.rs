@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use rayon::prelude::*;
 use rustix::fs::{AtFlags, Mode};
@@ -32,9 +31,7 @@ pub(crate) const TMP_DIR: &str = "tmp";
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
-    /// Which `blake3/<2 hex>` folders this process has already made sure exist.
-    shards_made: Arc<[std::sync::atomic::AtomicBool; 256]>,
-    /// The shard folders, opened once for `*at` calls ([`Cache::ingest_at`]) and listings.
+    /// The shard folders, made and opened once for `*at` calls ([`Cache::ingest_at`]) and listings.
     shards: ShardDirs,
 }
 
@@ -59,7 +56,6 @@ impl Cache {
         Self {
             shards: ShardDirs::new(root.clone()),
             root,
-            shards_made: Arc::new([const { std::sync::atomic::AtomicBool::new(false) }; 256]),
         }
     }
 
@@ -261,16 +257,7 @@ impl Cache {
 
     /// Creates the shard folder of `hash` once per process (cheap after the first call).
     pub(crate) fn ensure_shard(&self, hash: &Hash) -> Result<()> {
-        use std::sync::atomic::Ordering;
-        let i = usize::from(hash.as_bytes()[0]);
-        if self.shards_made[i].load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        let dest = self.object_path(hash);
-        let dir = fsutil::parent_of(&dest);
-        std::fs::create_dir_all(dir).at(dir)?;
-        self.shards_made[i].store(true, Ordering::Relaxed);
-        Ok(())
+        self.shards.get(hash, true).map(drop)
     }
 
     fn ingest_via_temp(

@@ -61,6 +61,9 @@ impl ShardDirs {
 
     /// `hash`'s shard folder, opened once per process; with `create`, made first when missing.
     ///
+    /// An existing folder is opened straight away; only a missing one is made (by whichever
+    /// thread gets there first: a sibling's `mkdir` of the same folder is harmless).
+    ///
     /// # Errors
     /// I/O errors naming the folder (not found, without `create`).
     pub(crate) fn get(&self, hash: &Hash, create: bool) -> Result<BorrowedFd<'_>> {
@@ -69,10 +72,16 @@ impl ShardDirs {
             return Ok(fd.as_fd());
         }
         let dir = self.path(hash);
-        if create {
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        }
-        let fd = open_dir(&dir)?;
+        let fd = match open_dir(&dir) {
+            Ok(fd) => fd,
+            Err(Error::Io { source, .. })
+                if create && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                open_dir(&dir)?
+            }
+            Err(e) => return Err(e),
+        };
         // Another thread may have opened it meanwhile: theirs is kept, this one closed.
         Ok(slot.get_or_init(|| fd).as_fd())
     }
