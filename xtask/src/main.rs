@@ -38,6 +38,9 @@ enum Task {
     Bench(bench::BenchArgs),
     /// The Kubernetes runner's scenarios against the real cluster KUBECONFIG points at.
     E2eK8s(e2e_k8s::E2eArgs),
+    /// The kernel work alone of adding a folder to a hard-link cache; timed by `bench cas`.
+    #[command(hide = true)]
+    AddFloor(bench::floor::FloorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,5 +50,6 @@ fn main() -> anyhow::Result<()> {
         Task::Demo { keep } => demo::run(keep),
         Task::Bench(args) => bench::run(&args),
         Task::E2eK8s(args) => e2e_k8s::run(&args),
+        Task::AddFloor(args) => bench::floor::run(&args),
     }
 }

@@ -119,7 +119,7 @@ pub(crate) fn download(
     pool(jobs)?.install(|| {
         todo.par_iter()
             .with_max_len(crate::repo::PER_TASK)
-            .try_for_each(|(hash, _)| {
+            .try_for_each(|(hash, size)| {
                 let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
                 let src = remote.object_path(hash);
                 let (src_dir, name) = match object_at(&remote, hash, &mut a, false) {
@@ -140,7 +140,8 @@ pub(crate) fn download(
                     Err(e) => return Err(Error::io(&src, e)),
                 };
                 let mut out = NewObject::create(dest_dir, name).at(&dest)?;
-                let (actual, len) = match copy_verified(input, &src, &mut out.file, &dest) {
+                let copied = copy_verified(input, hash, *size, &src, &mut out.file, &dest);
+                let (actual, len) = match copied {
                     Ok(v) => v,
                     Err(e) => {
                         out.discard();
@@ -169,42 +170,59 @@ fn open_read(dir: BorrowedFd<'_>, name: &str) -> std::io::Result<std::fs::File> 
 }
 
 /// Copies `input` (the file at `src`) into `out` (the new file for `dest`), returning the hash
-/// and length of what was copied.
+/// and length of what was copied: the content whose hash is `expected`, when the file holds it.
+///
+/// `size` is what the manifest or pointer says the object's size is (0 when unknown). Below
+/// [`WHOLE_READ`], that many bytes are read, in one `read` as a rule, and when they hash to
+/// `expected` they are the object: nothing more is asked of the file system (no `stat` for its
+/// size, no read to find its end). Bytes beyond them would only be damage at the remote, which
+/// the verified copy leaves behind. When they do not match (the size was wrong, or the object
+/// is damaged), the rest of the file is read and the whole is what is hashed and copied.
 fn copy_verified(
-    input: std::fs::File,
+    mut input: std::fs::File,
+    expected: &Hash,
+    size: u64,
     src: &Path,
     out: &mut std::fs::File,
     dest: &Path,
 ) -> Result<(Hash, u64)> {
-    let len = input.metadata().at(src)?.len();
-    copy_verified_sized(input, len, src, out, dest)
+    if size == 0 || size >= WHOLE_READ {
+        return copy_streaming(input, src, out, dest);
+    }
+    let wanted = usize::try_from(size).unwrap_or(0);
+    let mut buf = vec![0u8; wanted];
+    let filled = fill(&mut input, &mut buf).at(src)?;
+    buf.truncate(filled);
+    let mut hash = crate::hash::hash_bytes(&buf);
+    // The size was too small, or the object is damaged: the whole file decides.
+    if filled == wanted && hash != *expected && input.read_to_end(&mut buf).at(src)? > 0 {
+        hash = crate::hash::hash_bytes(&buf);
+    }
+    out.write_all(&buf).at(dest)?;
+    Ok((hash, buf.len() as u64))
 }
 
-/// [`copy_verified`] of an input stat-ed at `len` bytes: below [`WHOLE_READ`], exactly that
-/// many are copied, and an input that turns out longer is refused.
-fn copy_verified_sized(
+/// Reads into `buf` until it is full or the file ends; how many bytes were read.
+fn fill(input: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Copies and hashes `input` to its end in large buffers: objects of unknown or large size.
+fn copy_streaming(
     mut input: std::fs::File,
-    len: u64,
     src: &Path,
     out: &mut std::fs::File,
     dest: &Path,
 ) -> Result<(Hash, u64)> {
-    if len < WHOLE_READ {
-        // Exactly the stat-ed length, then one read that must find the end (read_to_end would
-        // stat and seek again for its own size hint).
-        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
-        input.read_exact(&mut buf).at(src)?;
-        let mut probe = [0u8; 1];
-        if input.read(&mut probe).at(src)? != 0 {
-            return Err(Error::Invalid(format!(
-                "{} grew while it was being copied",
-                src.display()
-            )));
-        }
-        let h = crate::hash::hash_bytes(&buf);
-        out.write_all(&buf).at(dest)?;
-        return Ok((h, buf.len() as u64));
-    }
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 4 << 20];
     let mut total = 0u64;
@@ -226,14 +244,16 @@ fn copy_verified_sized(
 mod tests {
     use super::*;
 
-    fn copy_of(body: &[u8], len: u64) -> (Result<(Hash, u64)>, Vec<u8>) {
+    fn copy_of(body: &[u8], size: u64) -> (Result<(Hash, u64)>, Vec<u8>) {
         let d = tempfile::tempdir().unwrap();
         let (src, dest) = (d.path().join("src"), d.path().join("dest"));
         std::fs::write(&src, body).unwrap();
         let mut out = std::fs::File::create(&dest).unwrap();
-        let r = copy_verified_sized(
+        let expected = crate::hash::hash_bytes(b"0123456789");
+        let r = copy_verified(
             std::fs::File::open(&src).unwrap(),
-            len,
+            &expected,
+            size,
             &src,
             &mut out,
             &dest,
@@ -243,27 +263,50 @@ mod tests {
 
     #[test]
     fn an_object_is_copied_with_its_hash_and_length() {
-        let (r, copied) = copy_of(b"0123456789", 10);
-        assert_eq!(r.unwrap(), (crate::hash::hash_bytes(b"0123456789"), 10));
+        let right = (crate::hash::hash_bytes(b"0123456789"), 10);
+        // With its size, with none, and with a size from a manifest that is wrong either way.
+        for size in [10, 0, 4, 20] {
+            let (r, copied) = copy_of(b"0123456789", size);
+            assert_eq!(r.unwrap(), right, "size {size}");
+            assert_eq!(copied, b"0123456789", "size {size}");
+        }
+    }
+
+    #[test]
+    fn damage_after_the_object_is_left_behind_and_damage_in_it_is_copied_as_found() {
+        // Bytes appended at the remote: the object is the verified prefix.
+        let (r, copied) = copy_of(b"0123456789junk", 10);
+        assert_eq!(r.unwrap().0, crate::hash::hash_bytes(b"0123456789"));
         assert_eq!(copied, b"0123456789");
+        // A flipped byte, a truncated object, extra bytes with no size known: what was read is
+        // returned with its own hash, for the caller to refuse.
+        for (body, size) in [
+            (&b"0123X56789"[..], 10),
+            (b"0123", 10),
+            (b"0123456789junk", 0),
+        ] {
+            let (r, copied) = copy_of(body, size);
+            let (hash, len) = r.unwrap();
+            assert_eq!(hash, crate::hash::hash_bytes(body), "{body:?}");
+            assert_eq!(len, body.len() as u64);
+            assert_eq!(copied, body);
+        }
     }
 
     #[test]
-    fn an_object_that_grew_after_its_stat_is_refused() {
-        let (r, _) = copy_of(b"0123456789", 6);
-        let e = r.unwrap_err().to_string();
-        assert!(e.contains("grew while it was being copied"), "{e}");
-        assert!(e.contains("src"), "{e}");
-    }
-
-    #[test]
-    fn an_object_that_shrank_after_its_stat_is_an_error_naming_it() {
-        let (r, _) = copy_of(b"0123", 10);
-        let e = r.unwrap_err();
-        assert!(
-            matches!(&e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof),
-            "{e:?}"
-        );
-        assert!(e.to_string().contains("src"), "{e}");
+    fn an_unreadable_source_is_an_error_naming_it() {
+        let d = tempfile::tempdir().unwrap();
+        let mut out = std::fs::File::create(d.path().join("dest")).unwrap();
+        // A folder opens but cannot be read.
+        let e = copy_verified(
+            std::fs::File::open(d.path()).unwrap(),
+            &crate::hash::hash_bytes(b""),
+            10,
+            Path::new("remote/ab/cd"),
+            &mut out,
+            &d.path().join("dest"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("remote/ab/cd"), "{e}");
     }
 }

@@ -73,7 +73,34 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
         dvc.as_ref()
             .map(|d| move || dvc_cmd(d, theirs, &["add", "-q", "data"])),
     )?;
+    let dvc_add = row.theirs;
     report.rows.push(row);
+
+    // 1b. The floor of that add: its file-system calls alone, against the same DVC runs.
+    eprintln!("  the kernel floor of that add");
+    let floor_cache = ctx.scratch.path().join("floor-cache");
+    let xtask = std::env::current_exe().context("the xtask binary")?;
+    let floor = measure(
+        ctx.runs,
+        || {
+            remove(&floor_cache)?;
+            settle()
+        },
+        || {
+            let mut c = Command::new(&xtask);
+            c.arg("add-floor").arg(ours.join("data")).arg(&floor_cache);
+            c
+        },
+    )?;
+    report.rows.push(Row {
+        workload: "floor of that add: open, read, hard-link each file (no hashing); its ratio \
+                   is the highest any tool could reach here"
+            .to_owned(),
+        peer: peer_name.clone(),
+        ours: floor,
+        theirs: dvc_add,
+        goal: None,
+    });
 
     // 2. status with nothing changed (both have just added the folder).
     let row = side_by_side(

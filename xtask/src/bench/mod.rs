@@ -6,6 +6,7 @@
 
 pub(crate) mod cas;
 mod dataq;
+pub(crate) mod floor;
 pub(crate) mod harness;
 mod hooks;
 mod metrics;
