@@ -13,8 +13,8 @@
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use anyhow::Context;
 use rustix::fs::{AtFlags, Mode, OFlags};
@@ -46,50 +46,90 @@ pub(crate) fn add_floor(src: &Path, cache: &Path, threads: usize) -> anyhow::Res
         open_dir(rustix::fs::CWD, cache)?
     };
     let shards: Vec<OnceLock<OwnedFd>> = (0..256).map(|_| OnceLock::new()).collect();
-    let folders = Mutex::new(vec![src.to_owned()]);
-    // Folders found but not yet finished: a worker with nothing to take waits for these.
-    let busy = AtomicUsize::new(1);
+    let work = Work {
+        queue: Mutex::new(Queue {
+            folders: vec![src.to_owned()],
+            busy: 0,
+            failure: None,
+        }),
+        changed: Condvar::new(),
+    };
     let linked = AtomicU64::new(0);
-    let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             s.spawn(|| {
                 let mut buf = vec![0u8; 1 << 16];
-                loop {
-                    let next = folders.lock().map(|mut f| f.pop()).unwrap_or(None);
-                    let Some(dir) = next else {
-                        if busy.load(Ordering::Acquire) == 0 {
-                            return;
-                        }
-                        std::thread::yield_now();
-                        continue;
-                    };
+                while let Some(dir) = work.take() {
                     let done = one_folder(&dir, &cache_fd, &shards, &linked, &mut buf, |sub| {
-                        busy.fetch_add(1, Ordering::AcqRel);
-                        if let Ok(mut f) = folders.lock() {
-                            f.push(sub);
-                        }
+                        work.add(sub);
                     });
-                    if let Err(e) = done
-                        && let Ok(mut slot) = failure.lock()
-                    {
-                        slot.get_or_insert(e);
-                        // Stop everyone: drop the queue and mark it finished.
-                        if let Ok(mut f) = folders.lock() {
-                            f.clear();
-                        }
-                        busy.store(0, Ordering::Release);
-                        return;
-                    }
-                    busy.fetch_sub(1, Ordering::AcqRel);
+                    work.finish(done.err());
                 }
             });
         }
     });
-    if let Some(e) = failure.into_inner().ok().flatten() {
-        return Err(e);
+    let queue = work
+        .queue
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    match queue.failure {
+        Some(e) => Err(e),
+        None => Ok(linked.into_inner()),
     }
-    Ok(linked.into_inner())
+}
+
+/// The folders still to read, shared by the threads.
+struct Work {
+    queue: Mutex<Queue>,
+    /// Signalled when a folder is added or finished.
+    changed: Condvar,
+}
+
+struct Queue {
+    folders: Vec<PathBuf>,
+    /// Folders taken and not yet finished: they may still add more.
+    busy: usize,
+    /// The first error; once set, no more folders are handed out.
+    failure: Option<anyhow::Error>,
+}
+
+impl Work {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next folder, waiting while other threads may still find some; `None` when all is done.
+    fn take(&self) -> Option<PathBuf> {
+        let mut q = self.lock();
+        loop {
+            if q.failure.is_some() {
+                return None;
+            }
+            if let Some(dir) = q.folders.pop() {
+                q.busy += 1;
+                return Some(dir);
+            }
+            if q.busy == 0 {
+                return None;
+            }
+            q = self.changed.wait(q).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn add(&self, dir: PathBuf) {
+        self.lock().folders.push(dir);
+        self.changed.notify_one();
+    }
+
+    fn finish(&self, failure: Option<anyhow::Error>) {
+        let mut q = self.lock();
+        q.busy -= 1;
+        if let Some(e) = failure {
+            q.failure.get_or_insert(e);
+        }
+        drop(q);
+        self.changed.notify_all();
+    }
 }
 
 /// Reads and links the files of `dir`, handing its sub-folders to `found`.
