@@ -1,8 +1,9 @@
 //! [`Repo`]: a folder with `.mlops/`: tracking paths (`add`), comparing the workspace with its
 //! pointers (`status`), materialising payloads (`checkout`) and collecting garbage (`gc`).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
@@ -31,6 +32,10 @@ pub struct Repo {
     config: Config,
     cache: Cache,
     stats: StatCache,
+    /// Directory manifests this process has read and verified, with their size in bytes: a
+    /// `pull` needs each twice (to list what to fetch, then to check out), and a manifest of
+    /// 20,000 entries is 2.6 MB to read, hash and parse.
+    manifests: Mutex<HashMap<Hash, (Arc<Manifest>, u64)>>,
 }
 
 /// Options of [`Repo::init`].
@@ -174,6 +179,7 @@ impl Repo {
             config,
             cache,
             stats,
+            manifests: Mutex::default(),
         })
     }
 
@@ -581,17 +587,35 @@ impl Repo {
         if t.pointer.files.is_none() {
             return Ok(vec![(t.pointer.hash, t.pointer.size)]);
         }
-        let manifest = self.manifest(&t.pointer.hash, &t.payload)?;
-        let bytes = manifest.to_bytes().len() as u64;
+        let (manifest, bytes) = self.manifest_and_size(&t.pointer.hash, &t.payload)?;
         let mut v = vec![(t.pointer.hash, bytes)];
         v.extend(manifest.entries.iter().map(|e| (e.hash, e.size)));
         Ok(v)
     }
 
-    /// Reads and validates a directory manifest from the cache.
-    pub(crate) fn manifest(&self, hash: &Hash, for_path: &Path) -> Result<Manifest> {
+    /// Reads and validates a directory manifest from the cache (once per process).
+    pub(crate) fn manifest(&self, hash: &Hash, for_path: &Path) -> Result<Arc<Manifest>> {
+        self.manifest_and_size(hash, for_path).map(|(m, _)| m)
+    }
+
+    /// [`Repo::manifest`] and its size in bytes.
+    fn manifest_and_size(&self, hash: &Hash, for_path: &Path) -> Result<(Arc<Manifest>, u64)> {
+        let known = self
+            .manifests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(hash)
+            .cloned();
+        if let Some(found) = known {
+            return Ok(found);
+        }
         let bytes = self.cache.read_verified(hash, for_path)?;
-        Manifest::from_bytes(&bytes)
+        let parsed = (Arc::new(Manifest::from_bytes(&bytes)?), bytes.len() as u64);
+        self.manifests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(*hash, parsed.clone());
+        Ok(parsed)
     }
 
     // ---------------------------------------------------------------- status

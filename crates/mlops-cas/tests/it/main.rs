@@ -395,3 +395,38 @@ fn gc_drops_hash_cache_entries_of_gone_files_and_keeps_those_of_files_still_ther
     assert_eq!(repo.gc(true).unwrap().stale_hash_entries, 0);
     assert!(repo.status().unwrap().is_empty());
 }
+
+/// A folder's manifest is read from the cache and verified once per `Repo`: `pull` lists the
+/// objects to fetch from it and then checks them out with it. A new `Repo` reads it again.
+#[test]
+fn a_manifest_is_read_once_per_repo_and_again_by_the_next() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, repo) = repo();
+    write_spread(d.path(), "d", 30, 3, "once");
+    let added = repo.add(&[d.path().join("d")]).unwrap();
+    // A checkout of the unchanged folder reads the manifest, and has nothing to do.
+    assert!(repo.checkout(&[], false).unwrap().is_empty());
+    // The manifest object is damaged after this Repo verified it.
+    let manifest = repo.cache().object_path(&added[0].object.hash);
+    let mut body = std::fs::read(&manifest).unwrap();
+    body[10] ^= 1;
+    std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&manifest, &body).unwrap();
+    std::fs::remove_dir_all(d.path().join("d")).unwrap();
+    // This Repo checks the folder out from the manifest it verified.
+    assert_eq!(repo.checkout(&[], false).unwrap().len(), 1);
+    assert_eq!(
+        std::fs::read(d.path().join("d/1/f7")).unwrap(),
+        b"once 7".as_slice()
+    );
+    drop(repo);
+    // The next one reads the damaged object and refuses it.
+    std::fs::remove_dir_all(d.path().join("d")).unwrap();
+    let repo = Repo::open(d.path()).unwrap();
+    let err = repo.checkout(&[], false).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(
+        !d.path().join("d").exists(),
+        "nothing corrupt is checked out"
+    );
+}
