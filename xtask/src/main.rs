@@ -41,6 +41,9 @@ enum Task {
     /// The kernel work alone of adding a folder to a hard-link cache; timed by `bench cas`.
     #[command(hide = true)]
     AddFloor(bench::floor::FloorArgs),
+    /// The kernel work alone of pulling from a folder remote; timed by `bench cas`.
+    #[command(hide = true)]
+    PullFloor(bench::floor::PullFloorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,5 +54,6 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(args) => bench::run(&args),
         Task::E2eK8s(args) => e2e_k8s::run(&args),
         Task::AddFloor(args) => bench::floor::run(&args),
+        Task::PullFloor(args) => bench::floor::run_pull(&args),
     }
 }

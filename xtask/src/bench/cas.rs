@@ -176,7 +176,38 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
         dvc.as_ref()
             .map(|d| move || dvc_cmd(d, theirs, &["pull", "-q"])),
     )?;
+    let dvc_pull = row.theirs;
     report.rows.push(row);
+
+    // 4b. The floor of that pull, from the same remote.
+    eprintln!("  the kernel floor of that pull");
+    let floor_ws = ctx.scratch.path().join("floor-workspace");
+    let floor = measure(
+        ctx.runs,
+        || {
+            remove(&floor_cache)?;
+            remove(&floor_ws)?;
+            settle()
+        },
+        || {
+            let mut c = Command::new(&xtask);
+            c.arg("pull-floor")
+                .arg(remote_ours.join("blake3"))
+                .arg(&floor_cache)
+                .arg(&floor_ws);
+            c
+        },
+    )?;
+    report.rows.push(Row {
+        workload: "floor of that pull: copy each object into the cache (new file, linked into \
+                   place), hard-link it into the workspace (no hashing); its ratio is the \
+                   highest any tool could reach here"
+            .to_owned(),
+        peer: peer_name.clone(),
+        ours: floor,
+        theirs: dvc_pull,
+        goal: None,
+    });
 
     // 5. add of the 1 GiB file, fresh cache each run; then re-add unchanged.
     let row = side_by_side(
