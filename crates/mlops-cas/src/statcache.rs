@@ -30,7 +30,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock, RwLock};
+use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 
 use rayon::slice::ParallelSliceMut;
 use rustc_hash::FxHashMap;
@@ -101,12 +101,53 @@ pub struct StatCache {
     loading: Mutex<Option<std::thread::JoinHandle<Loaded>>>,
     /// Recorded by this process: consulted first by [`StatCache::get`], so an object downloaded
     /// and verified a moment ago is not hashed again when it is checked out.
-    added: RwLock<FxHashMap<Key, (Stamp, Hash)>>,
+    added: Recorded,
     /// Something was recorded since the last save.
     dirty: AtomicBool,
     /// Something was ever recorded: until then lookups skip `added`'s lock (a `status` makes
     /// 20,000 lookups from all threads, and the lock's counter is one contended cache line).
     any_added: AtomicBool,
+}
+
+/// The entries recorded by this process, in [`SHARDS`] maps by inode, each behind its own
+/// lock: an `add` or `pull` records one entry per file from every thread, and with one lock
+/// its counter was one cache line that every record and lookup of every thread wrote
+/// (`record` and `recent` were 2.6% of an add's CPU).
+#[derive(Debug, Default)]
+struct Recorded([RwLock<FxHashMap<Key, (Stamp, Hash)>>; SHARDS]);
+
+/// How many maps [`Recorded`] spreads entries over.
+const SHARDS: usize = 16;
+
+impl Recorded {
+    fn shard(&self, key: Key) -> &RwLock<FxHashMap<Key, (Stamp, Hash)>> {
+        // Consecutive inodes (files made one after another) land in different maps.
+        &self.0[(key.1 ^ key.0) as usize % SHARDS]
+    }
+
+    fn get(&self, key: Key) -> Option<(Stamp, Hash)> {
+        let map = self.shard(key).read();
+        map.unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .copied()
+    }
+
+    fn insert(&self, stamp: Stamp, hash: Hash) {
+        let map = self.shard(stamp.key()).write();
+        map.unwrap_or_else(PoisonError::into_inner)
+            .insert(stamp.key(), (stamp, hash));
+    }
+
+    /// Every entry, sorted by key.
+    fn sorted(&self) -> Vec<(Stamp, Hash)> {
+        let mut all = Vec::new();
+        for map in &self.0 {
+            let map = map.read().unwrap_or_else(PoisonError::into_inner);
+            all.extend(map.values().copied());
+        }
+        all.par_sort_unstable_by_key(|(s, _)| s.key());
+        all
+    }
 }
 
 impl StatCache {
@@ -167,19 +208,13 @@ impl StatCache {
         if !self.any_added.load(Ordering::Acquire) {
             return None;
         }
-        match self.added.read() {
-            Ok(added) => added.get(&key).copied(),
-            Err(p) => p.into_inner().get(&key).copied(),
-        }
+        self.added.get(key)
     }
 
     /// Records a freshly computed hash of the file with this stamp (safe to call from many
     /// threads).
     pub fn record(&self, stamp: Stamp, hash: Hash) {
-        match self.added.write() {
-            Ok(mut added) => added.insert(stamp.key(), (stamp, hash)),
-            Err(p) => p.into_inner().insert(stamp.key(), (stamp, hash)),
-        };
+        self.added.insert(stamp, hash);
         self.any_added.store(true, Ordering::Release);
         self.dirty.store(true, Ordering::Relaxed);
     }
@@ -195,12 +230,7 @@ impl StatCache {
         if !self.dirty.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
-        let added = match self.added.read() {
-            Ok(a) => a,
-            Err(p) => p.into_inner(),
-        };
-        let mut recent: Vec<(Stamp, Hash)> = added.values().copied().collect();
-        recent.par_sort_unstable_by_key(|(s, _)| s.key());
+        let recent = self.added.sorted();
         let loaded = self.loaded();
         let bytes = encode(
             merge(loaded.iter(), recent.iter().copied()),
@@ -219,13 +249,7 @@ impl StatCache {
     /// # Errors
     /// I/O errors writing the state file.
     pub fn prune(&self, current: &std::collections::HashSet<Stamp>, write: bool) -> Result<u64> {
-        let added = match self.added.read() {
-            Ok(a) => a,
-            Err(p) => p.into_inner(),
-        };
-        let mut recent: Vec<(Stamp, Hash)> = added.values().copied().collect();
-        drop(added);
-        recent.par_sort_unstable_by_key(|(s, _)| s.key());
+        let recent = self.added.sorted();
         let loaded = self.loaded();
         let mut kept = Vec::new();
         let mut stale = 0u64;
@@ -433,6 +457,36 @@ mod tests {
             mtime_ns: 1_700_000_000_000_000_000 + i128::from(n),
             inode: n + 100,
             dev: 7,
+        }
+    }
+
+    #[test]
+    fn entries_recorded_from_many_threads_are_all_found_and_saved_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hashes");
+        let c = StatCache::load(&f);
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let c = &c;
+                s.spawn(move || {
+                    for i in (t..2000).step_by(4) {
+                        c.record(stamp(i), hash_bytes(&i.to_le_bytes()));
+                    }
+                });
+            }
+        });
+        for i in 0..2000 {
+            assert_eq!(c.get(&stamp(i)), Some(hash_bytes(&i.to_le_bytes())), "{i}");
+        }
+        c.save().unwrap();
+        // A file whose records are out of order would be ignored as a whole.
+        let back = StatCache::load(&f);
+        for i in 0..2000 {
+            assert_eq!(
+                back.get(&stamp(i)),
+                Some(hash_bytes(&i.to_le_bytes())),
+                "{i}"
+            );
         }
     }
 
