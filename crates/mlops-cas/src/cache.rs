@@ -8,6 +8,7 @@
 //! use ([`Cache::verify`]).
 
 use std::collections::HashMap;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -223,13 +224,15 @@ impl Cache {
 
     /// Puts the object `hash` at the workspace path `dest` (whose folder exists), like
     /// [`fsutil::place`], with the hard link made relative to the open shard folder when `dest`
-    /// does not exist and hard links are the first usable kind.
+    /// does not exist and hard links are the first usable kind; relative to `folder` too, when
+    /// the caller has `dest`'s folder open, with no walk of `dest`'s whole path.
     ///
     /// # Errors
     /// I/O errors naming `dest`.
     pub(crate) fn place(
         &self,
         hash: &Hash,
+        folder: Option<BorrowedFd<'_>>,
         dest: &Path,
         order: &[LinkKind],
         exec: bool,
@@ -239,7 +242,13 @@ impl Cache {
             let shard = self.shards.get(hash, false)?;
             let mut buf = [0u8; 64];
             let name = object_name(hash, &mut buf);
-            match rustix::fs::linkat(shard, name, rustix::fs::CWD, dest, AtFlags::empty()) {
+            let linked = match (folder, dest.file_name()) {
+                (Some(dir), Some(file)) => {
+                    rustix::fs::linkat(shard, name, dir, file, AtFlags::empty())
+                }
+                _ => rustix::fs::linkat(shard, name, rustix::fs::CWD, dest, AtFlags::empty()),
+            };
+            match linked {
                 Ok(()) => return Ok(LinkKind::Hardlink),
                 Err(rustix::io::Errno::EXIST) => {}
                 Err(e) => {

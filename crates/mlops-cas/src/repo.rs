@@ -2,6 +2,7 @@
 //! pointers (`status`), materialising payloads (`checkout`) and collecting garbage (`gc`).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -864,33 +865,45 @@ impl Repo {
             .entries
             .par_iter()
             .with_max_len(PER_TASK)
-            .map(|e| {
-                let dest = Manifest::join(&t.payload, e);
-                let exists = !fresh
-                    && match std::fs::symlink_metadata(&dest) {
-                        Ok(meta) => {
-                            if meta.is_file()
-                                && self.hash_file_cached(&dest, Stamp::of(&meta))?.0 == e.hash
-                            {
-                                return Ok(0);
+            // The folder of the last file placed, open: entries come in path order, so a
+            // task's files mostly share it, and each link is made relative to it.
+            .map_init(
+                || None::<(PathBuf, std::os::fd::OwnedFd)>,
+                |folder, e| {
+                    let dest = Manifest::join(&t.payload, e);
+                    let exists = !fresh
+                        && match std::fs::symlink_metadata(&dest) {
+                            Ok(meta) => {
+                                if meta.is_file()
+                                    && self.hash_file_cached(&dest, Stamp::of(&meta))?.0 == e.hash
+                                {
+                                    return Ok(0);
+                                }
+                                self.guard_unsaved(&dest, meta.is_dir(), Stamp::of(&meta), force)?;
+                                if meta.is_dir() {
+                                    std::fs::remove_dir_all(&dest).at(&dest)?;
+                                    false
+                                } else {
+                                    true
+                                }
                             }
-                            self.guard_unsaved(&dest, meta.is_dir(), Stamp::of(&meta), force)?;
-                            if meta.is_dir() {
-                                std::fs::remove_dir_all(&dest).at(&dest)?;
-                                false
-                            } else {
-                                true
-                            }
-                        }
-                        Err(_) => false,
-                    };
-                let kind = self.cache.place(&e.hash, &dest, order, e.exec, exists)?;
-                // A hard link is the verified object itself, whose stamp is recorded already.
-                if kind != LinkKind::Hardlink {
-                    self.record_checked_out(&dest, &e.hash);
-                }
-                Ok(1)
-            })
+                            Err(_) => false,
+                        };
+                    let parent = fsutil::parent_of(&dest);
+                    if folder.as_ref().is_none_or(|(p, _)| p != parent) {
+                        *folder = Some((parent.to_owned(), crate::shards::open_dir(parent)?));
+                    }
+                    let at = folder.as_ref().map(|(_, fd)| fd.as_fd());
+                    let kind = self
+                        .cache
+                        .place(&e.hash, at, &dest, order, e.exec, exists)?;
+                    // A hard link is the verified object itself, whose stamp is recorded already.
+                    if kind != LinkKind::Hardlink {
+                        self.record_checked_out(&dest, &e.hash);
+                    }
+                    Ok(1)
+                },
+            )
             .try_reduce(|| 0, |a, b| Ok(a + b))?;
         for f in extra {
             let path = t.payload.join(&f.rel);

@@ -361,7 +361,7 @@ pub(crate) fn object_name<'a>(hash: &Hash, buf: &'a mut [u8; 64]) -> &'a str {
     std::str::from_utf8(&hash.hex_into(buf)[2..]).unwrap_or_default()
 }
 
-fn open_dir(dir: &Path) -> Result<OwnedFd> {
+pub(crate) fn open_dir(dir: &Path) -> Result<OwnedFd> {
     rustix::fs::openat(
         rustix::fs::CWD,
         dir,
