@@ -594,7 +594,7 @@ impl Repo {
         Ok(v)
     }
 
-    /// Reads and validates a directory manifest from the cache (once per process).
+    /// Reads and validates a directory manifest from the cache (once per `Repo`).
     pub(crate) fn manifest(&self, hash: &Hash, for_path: &Path) -> Result<Arc<Manifest>> {
         self.manifest_and_size(hash, for_path).map(|(m, _)| m)
     }
