@@ -889,11 +889,16 @@ impl Repo {
                             }
                             Err(_) => false,
                         };
-                    let parent = fsutil::parent_of(&dest);
-                    if folder.as_ref().is_none_or(|(p, _)| p != parent) {
-                        *folder = Some((parent.to_owned(), crate::shards::open_dir(parent)?));
-                    }
-                    let at = folder.as_ref().map(|(_, fd)| fd.as_fd());
+                    // A file that is there is replaced by path: only new ones are linked here.
+                    let at = if exists {
+                        None
+                    } else {
+                        let parent = fsutil::parent_of(&dest);
+                        if folder.as_ref().is_none_or(|(p, _)| p != parent) {
+                            *folder = Some((parent.to_owned(), crate::shards::open_dir(parent)?));
+                        }
+                        folder.as_ref().map(|(_, fd)| fd.as_fd())
+                    };
                     let kind = self
                         .cache
                         .place(&e.hash, at, &dest, order, e.exec, exists)?;
