@@ -14,7 +14,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use rand::{Rng, RngExt, SeedableRng};
 
-use super::harness::{BenchContext, Measurement, Report, Row, compare, measure, version_of};
+use super::harness::{BenchContext, Measurement, Report, Row, Side, alternate, version_of};
 
 const FILES: usize = 20_000;
 const FOLDERS: usize = 100;
@@ -61,9 +61,13 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
         Ok(())
     };
 
-    // 1. add of the 20,000 files, fresh cache and hash cache each run.
+    // 1. add of the 20,000 files, fresh cache and hash cache each run, taking turns with the
+    // floor of that add (its file-system calls alone, `xtask add-floor`).
+    let xtask = std::env::current_exe().context("the xtask binary")?;
+    let floor_cache = ctx.scratch.path().join("floor-cache");
+    let floor_ws = ctx.scratch.path().join("floor-workspace");
     let label = format!("add {files} files of 1-16 KiB");
-    let row = side_by_side(
+    let measured = side_by_side(
         ctx,
         &label,
         &peer_name,
@@ -73,35 +77,18 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
         || reset_theirs(&["data"]),
         dvc.as_ref()
             .map(|d| move || dvc_cmd(d, theirs, &["add", "-q", "data"])),
+        Some(Side::new(
+            || remove(&floor_cache),
+            || {
+                let mut c = Command::new(&xtask);
+                c.arg("add-floor").arg(ours.join("data")).arg(&floor_cache);
+                c
+            },
+        )),
     )?;
-    let dvc_add = row.theirs;
-    report.rows.push(row);
-
-    // 1b. The floor of that add: its file-system calls alone, against the same DVC runs.
-    eprintln!("  the kernel floor of that add");
-    let floor_cache = ctx.scratch.path().join("floor-cache");
-    let xtask = std::env::current_exe().context("the xtask binary")?;
-    let floor = measure(
-        ctx.runs,
-        || {
-            remove(&floor_cache)?;
-            settle()
-        },
-        || {
-            let mut c = Command::new(&xtask);
-            c.arg("add-floor").arg(ours.join("data")).arg(&floor_cache);
-            c
-        },
-    )?;
-    report.rows.push(Row {
-        workload: "floor of that add: open, read, hard-link each file (no hashing); its ratio \
-                   is the highest any tool could reach here"
-            .to_owned(),
-        peer: peer_name.clone(),
-        ours: floor,
-        theirs: dvc_add,
-        goal: None,
-    });
+    let floor = measured.floor_row("add: open, read, hard-link each file");
+    report.rows.push(measured.row);
+    report.rows.extend(floor);
 
     // 2. status with nothing changed (both have just added the folder).
     let row = side_by_side(
@@ -114,7 +101,9 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
         || Ok(()),
         dvc.as_ref()
             .map(|d| move || dvc_cmd(d, theirs, &["status", "-q"])),
-    )?;
+        None,
+    )?
+    .row;
     report.rows.push(row);
 
     // 3. push of the 20,000 files to an empty local-folder remote.
@@ -154,11 +143,14 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
         || remove(&remote_theirs),
         dvc.as_ref()
             .map(|d| move || dvc_cmd(d, theirs, &["push", "-q"])),
-    )?;
+        None,
+    )?
+    .row;
     report.rows.push(row);
 
-    // 4. pull into an empty cache and workspace.
-    let row = side_by_side(
+    // 4. pull into an empty cache and workspace, taking turns with the floor of that pull
+    // (`xtask pull-floor`, from the same remote).
+    let measured = side_by_side(
         ctx,
         &format!("pull {files} files into an empty cache and workspace"),
         &peer_name,
@@ -176,39 +168,27 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
         },
         dvc.as_ref()
             .map(|d| move || dvc_cmd(d, theirs, &["pull", "-q"])),
+        Some(Side::new(
+            || {
+                remove(&floor_cache)?;
+                remove(&floor_ws)
+            },
+            || {
+                let mut c = Command::new(&xtask);
+                c.arg("pull-floor")
+                    .arg(remote_ours.join("blake3"))
+                    .arg(&floor_cache)
+                    .arg(&floor_ws);
+                c
+            },
+        )),
     )?;
-    let dvc_pull = row.theirs;
-    report.rows.push(row);
-
-    // 4b. The floor of that pull, from the same remote.
-    eprintln!("  the kernel floor of that pull");
-    let floor_ws = ctx.scratch.path().join("floor-workspace");
-    let floor = measure(
-        ctx.runs,
-        || {
-            remove(&floor_cache)?;
-            remove(&floor_ws)?;
-            settle()
-        },
-        || {
-            let mut c = Command::new(&xtask);
-            c.arg("pull-floor")
-                .arg(remote_ours.join("blake3"))
-                .arg(&floor_cache)
-                .arg(&floor_ws);
-            c
-        },
-    )?;
-    report.rows.push(Row {
-        workload: "floor of that pull: copy each object into the cache (new file, linked into \
-                   place), hard-link it into the workspace (no hashing); its ratio is the \
-                   highest any tool could reach here"
-            .to_owned(),
-        peer: peer_name.clone(),
-        ours: floor,
-        theirs: dvc_pull,
-        goal: None,
-    });
+    let floor = measured.floor_row(
+        "pull: copy each object into the cache (new file, linked into place), hard-link it \
+         into the workspace",
+    );
+    report.rows.push(measured.row);
+    report.rows.extend(floor);
 
     // 5. add of the 1 GiB file, fresh cache each run; then re-add unchanged.
     let row = side_by_side(
@@ -221,7 +201,9 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
         || reset_theirs(&["model.bin"]),
         dvc.as_ref()
             .map(|d| move || dvc_cmd(d, theirs, &["add", "-q", "model.bin"])),
-    )?;
+        None,
+    )?
+    .row;
     report.rows.push(row);
     let row = side_by_side(
         ctx,
@@ -233,7 +215,9 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
         || Ok(()),
         dvc.as_ref()
             .map(|d| move || dvc_cmd(d, theirs, &["add", "-q", "model.bin"])),
-    )?;
+        None,
+    )?
+    .row;
     report.rows.push(row);
 
     report.notes.push(format!(
@@ -252,10 +236,34 @@ pub(crate) fn run(ctx: &BenchContext) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// What [`side_by_side`] measured: the row, and the floor's measurement when it had one.
+struct Measured {
+    row: Row,
+    floor: Option<Measurement>,
+}
+
+impl Measured {
+    /// The row of the floor, against the same peer runs: its ratio is the ceiling of the
+    /// workload's.
+    fn floor_row(&self, workload: &str) -> Option<Row> {
+        Some(Row {
+            workload: format!(
+                "floor of that {workload} (no hashing); its ratio is the highest any tool could \
+                 reach here"
+            ),
+            peer: self.row.peer.clone(),
+            ours: self.floor?,
+            theirs: self.row.theirs,
+            goal: None,
+        })
+    }
+}
+
 #[allow(
     clippy::too_many_arguments,
     reason = "one call per workload reads best flat"
 )]
+/// mlops, then the floor (when given), then the peer (when installed), taking turns.
 fn side_by_side<C, P>(
     ctx: &BenchContext,
     workload: &str,
@@ -265,7 +273,8 @@ fn side_by_side<C, P>(
     ours: impl Fn() -> Command,
     mut reset_theirs: impl FnMut() -> anyhow::Result<()>,
     theirs: Option<P>,
-) -> anyhow::Result<Row>
+    floor: Option<Side<'_>>,
+) -> anyhow::Result<Measured>
 where
     P: Fn() -> C,
     C: Into<Command>,
@@ -273,27 +282,46 @@ where
     eprintln!("  {workload}");
     // Each run starts with nothing left to write back: a `dvc add` leaves 171 MiB of copies
     // dirty, and their writeback would otherwise land in whichever run comes next.
-    let reset_ours = move || {
-        reset_ours()?;
-        settle()
-    };
-    let reset_theirs = move || {
-        reset_theirs()?;
-        settle()
-    };
-    let (o, t): (Measurement, Option<Measurement>) = match theirs {
-        Some(p) => {
-            let (o, t) = compare(ctx.runs, reset_ours, ours, reset_theirs, || p().into())?;
-            (o, Some(t))
-        }
-        None => (measure(ctx.runs, reset_ours, ours)?, None),
-    };
-    Ok(Row {
-        workload: workload.to_owned(),
-        peer: peer.to_owned(),
-        ours: o,
-        theirs: t,
-        goal,
+    let mut sides = vec![Side::new(
+        move || {
+            reset_ours()?;
+            settle()
+        },
+        ours,
+    )];
+    let has_floor = floor.is_some();
+    if let Some(mut f) = floor {
+        sides.push(Side::new(
+            move || {
+                (f.reset)()?;
+                settle()
+            },
+            f.cmd,
+        ));
+    }
+    let has_peer = theirs.is_some();
+    if let Some(p) = theirs {
+        sides.push(Side::new(
+            move || {
+                reset_theirs()?;
+                settle()
+            },
+            move || p().into(),
+        ));
+    }
+    let mut m = alternate(ctx.runs, &mut sides)?.into_iter();
+    let ours = m.next().context("no measurement of mlops")?;
+    let floor = if has_floor { m.next() } else { None };
+    let theirs = if has_peer { m.next() } else { None };
+    Ok(Measured {
+        row: Row {
+            workload: workload.to_owned(),
+            peer: peer.to_owned(),
+            ours,
+            theirs,
+            goal,
+        },
+        floor,
     })
 }
 

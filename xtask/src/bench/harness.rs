@@ -166,38 +166,62 @@ impl Measurement {
     }
 }
 
+/// One command measured by [`alternate`]: how to restore its starting state (untimed), and
+/// the command.
+pub(crate) struct Side<'a> {
+    pub(crate) reset: Box<dyn FnMut() -> anyhow::Result<()> + 'a>,
+    pub(crate) cmd: Box<dyn Fn() -> Command + 'a>,
+}
+
+impl<'a> Side<'a> {
+    pub(crate) fn new(
+        reset: impl FnMut() -> anyhow::Result<()> + 'a,
+        cmd: impl Fn() -> Command + 'a,
+    ) -> Self {
+        Self {
+            reset: Box::new(reset),
+            cmd: Box::new(cmd),
+        }
+    }
+}
+
+/// Runs every side `runs` times, taking turns in the order given (each run preceded by its
+/// side's reset), so that whatever drifts during a bench drifts for all of them alike. Returns
+/// one measurement per side, in that order.
+pub(crate) fn alternate(runs: usize, sides: &mut [Side<'_>]) -> anyhow::Result<Vec<Measurement>> {
+    let mut samples = vec![Vec::new(); sides.len()];
+    for _ in 0..runs {
+        for (side, taken) in sides.iter_mut().zip(&mut samples) {
+            (side.reset)()?;
+            taken.push(time_once(&(side.cmd)())?);
+        }
+    }
+    Ok(samples.iter().map(|s| Measurement::of(s)).collect())
+}
+
 /// Runs both sides `runs` times, alternating (mlops first), each preceded by its `reset` (which
 /// restores the starting state and is not timed). Returns (mlops, peer).
 pub(crate) fn compare(
     runs: usize,
-    mut reset_mlops: impl FnMut() -> anyhow::Result<()>,
+    reset_mlops: impl FnMut() -> anyhow::Result<()>,
     mlops: impl Fn() -> Command,
-    mut reset_peer: impl FnMut() -> anyhow::Result<()>,
+    reset_peer: impl FnMut() -> anyhow::Result<()>,
     peer: impl Fn() -> Command,
 ) -> anyhow::Result<(Measurement, Measurement)> {
-    let mut ours = Vec::new();
-    let mut theirs = Vec::new();
-    for _ in 0..runs {
-        reset_mlops()?;
-        ours.push(time_once(&mlops())?);
-        reset_peer()?;
-        theirs.push(time_once(&peer())?);
-    }
-    Ok((Measurement::of(&ours), Measurement::of(&theirs)))
+    let m = alternate(
+        runs,
+        &mut [Side::new(reset_mlops, mlops), Side::new(reset_peer, peer)],
+    )?;
+    Ok((m[0], m[1]))
 }
 
 /// Runs one side `runs` times with a reset before each. For workloads with no peer run.
 pub(crate) fn measure(
     runs: usize,
-    mut reset: impl FnMut() -> anyhow::Result<()>,
+    reset: impl FnMut() -> anyhow::Result<()>,
     cmd: impl Fn() -> Command,
 ) -> anyhow::Result<Measurement> {
-    let mut samples = Vec::new();
-    for _ in 0..runs {
-        reset()?;
-        samples.push(time_once(&cmd())?);
-    }
-    Ok(Measurement::of(&samples))
+    Ok(alternate(runs, &mut [Side::new(reset, cmd)])?[0])
 }
 
 /// One line of a report: a workload, mlops's measurement, the peer's (if it ran), and the goal.
@@ -335,6 +359,51 @@ mod tests {
 
     fn gnu_time_missing() -> bool {
         !Path::new("/usr/bin/time").is_file()
+    }
+
+    #[test]
+    fn sides_take_turns_each_reset_before_its_own_run() {
+        if gnu_time_missing() {
+            return;
+        }
+        let order = std::cell::RefCell::new(Vec::new());
+        let side = |name: &'static str, secs: &'static str| {
+            let order = &order;
+            Side::new(
+                move || {
+                    order.borrow_mut().push(name);
+                    Ok(())
+                },
+                move || {
+                    let mut c = Command::new("sleep");
+                    c.arg(secs);
+                    c
+                },
+            )
+        };
+        let m = alternate(3, &mut [side("a", "0"), side("b", "0.03"), side("c", "0")]).unwrap();
+        assert_eq!(
+            order.into_inner(),
+            ["a", "b", "c", "a", "b", "c", "a", "b", "c"]
+        );
+        assert_eq!(m.len(), 3);
+        assert!(m.iter().all(|x| x.runs == 3));
+        // Each measurement belongs to its own side.
+        assert!(m[1].median >= Duration::from_millis(30), "{m:?}");
+        assert!(
+            m[0].median < m[1].median && m[2].median < m[1].median,
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn a_failing_reset_stops_the_runs_with_its_error() {
+        let mut sides = [Side::new(
+            || anyhow::bail!("could not reset"),
+            || Command::new("true"),
+        )];
+        let e = alternate(3, &mut sides).unwrap_err();
+        assert_eq!(e.to_string(), "could not reset");
     }
 
     #[test]
